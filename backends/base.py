@@ -1,0 +1,91 @@
+"""The contract every backend adapter meets: NumPy in, NumPy out."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from backends.spec import Schedule, Spec, TrainResult
+
+
+class BackendError(RuntimeError):
+    """A backend cannot do what was asked (unavailable framework, missing device...)."""
+
+
+class Backend(ABC):
+    """One framework in one mode. Subclasses import their framework lazily, inside methods.
+
+    mode "compiled" is the framework's fastest idiomatic path; "eager" a plain per-batch loop.
+    """
+
+    framework: str = ""
+    modes: tuple[str, ...] = ("compiled", "eager")
+
+    def __init__(self, name: str, mode: str = "compiled", threads: int | None = None) -> None:
+        if mode not in self.modes:
+            raise BackendError(f"backend {name!r} has no mode {mode!r}; modes: {self.modes}")
+        self.name = name
+        self.mode = mode
+        self.threads = threads
+        if threads:
+            set_thread_env(threads)
+
+    @abstractmethod
+    def devices(self) -> list[str]:
+        """The devices this machine offers the framework: 'cpu', and 'gpu' where CUDA is seen."""
+
+    @abstractmethod
+    def versions(self) -> dict[str, str]:
+        """Framework package versions, for the environment fingerprint."""
+
+    @abstractmethod
+    def train(
+        self,
+        spec: Spec,
+        X: np.ndarray,
+        Y: np.ndarray,
+        init_params: list[np.ndarray],
+        schedule: Schedule,
+        device: str = "cpu",
+        record_params: bool = False,
+    ) -> TrainResult:
+        """Train from init_params following schedule. Y is float targets of shape (n, n_outputs)."""
+
+    @abstractmethod
+    def predict(self, spec: Spec, params: list[np.ndarray], X: np.ndarray, device: str = "cpu") -> np.ndarray:
+        """Probabilities (sigmoid/softmax heads) or values (linear head), shape (n, n_outputs)."""
+
+    def thread_settings(self) -> dict:
+        """The thread counts in force, as the framework reports them."""
+        return {"threads": self.threads}
+
+    def device_info(self, device: str) -> dict:
+        """Name (and driver) of the device, for the fingerprint."""
+        return {"device": device}
+
+    def peak_device_memory(self, device: str) -> int | None:
+        """Peak accelerator memory in bytes since start, or None on CPU."""
+        return None
+
+    def check_device(self, device: str) -> None:
+        if device not in self.devices():
+            raise BackendError(
+                f"backend {self.name!r} sees no {device!r} device on this machine "
+                f"(it sees {self.devices()}); set devices: [cpu] or auto in the config"
+            )
+
+
+def set_thread_env(threads: int) -> None:
+    """Set the thread-count variables every framework reads at import (before any import)."""
+    n = str(int(threads))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+        os.environ[var] = n
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "intra_op_parallelism_threads" not in flags:
+        os.environ["XLA_FLAGS"] = (
+            f"{flags} --xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} "
+            f"intra_op_parallelism_threads={n}"
+        ).strip()

@@ -1,0 +1,161 @@
+"""The NumPy reference backend: forward, loss, backward and optimizer written out by hand.
+
+It is the oracle of the parity tests: predict, measure, feedback, adjust, step by step.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+
+import numpy as np
+
+from backends.base import Backend
+from backends.spec import Schedule, Spec, TrainResult
+
+
+def activate(z: np.ndarray, name: str) -> np.ndarray:
+    if name == "linear":
+        return z
+    if name == "relu":
+        return np.maximum(z, 0)
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "sigmoid":
+        return sigmoid(z)
+    if name == "softmax":
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def activation_grad(z: np.ndarray, a: np.ndarray, name: str) -> np.ndarray:
+    """d act(z) / dz, given z and a = act(z)."""
+    if name == "linear":
+        return np.ones_like(z)
+    if name == "relu":
+        return (z > 0).astype(z.dtype)
+    if name == "tanh":
+        return 1 - a * a
+    if name == "sigmoid":
+        return a * (1 - a)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    # exp of a non-positive number only, so no overflow for large |z|
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype)
+
+
+def forward(spec: Spec, params: list[np.ndarray], X: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Pre-activations zs and activations acts (acts[0] = X); the last z is the logits."""
+    acts, zs = [X], []
+    n_layers = len(params) // 2
+    for i in range(n_layers):
+        z = acts[-1] @ params[2 * i] + params[2 * i + 1]
+        zs.append(z)
+        if i < n_layers - 1:
+            acts.append(activate(z, spec.activation))
+    return zs, acts
+
+
+def loss_and_dlogits(loss: str, z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """The mean loss from logits z, and its gradient with respect to z."""
+    n = z.shape[0]
+    if loss == "mse":
+        d = z - y
+        return float(np.mean(d * d)), 2 * d / d.size
+    if loss == "bce":
+        softplus = np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+        return float(np.mean(softplus - y * z)), (sigmoid(z) - y) / z.size
+    if loss == "cce":
+        zmax = z.max(axis=1, keepdims=True)
+        lse = zmax + np.log(np.exp(z - zmax).sum(axis=1, keepdims=True))
+        return float(np.mean(lse[:, 0] - (y * z).sum(axis=1))), (activate(z, "softmax") - y) / n
+    raise ValueError(f"unknown loss {loss!r}")
+
+
+def gradients(spec: Spec, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> tuple[float, list[np.ndarray]]:
+    zs, acts = forward(spec, params, X)
+    loss, dz = loss_and_dlogits(spec.loss, zs[-1], Y)
+    grads: list[np.ndarray] = [np.empty(0)] * len(params)
+    for i in reversed(range(len(zs))):
+        grads[2 * i] = acts[i].T @ dz
+        grads[2 * i + 1] = dz.sum(axis=0)
+        if i > 0:
+            da = dz @ params[2 * i].T
+            dz = da * activation_grad(zs[i - 1], acts[i], spec.activation)
+    return loss, grads
+
+
+class Optimizer:
+    """SGD with momentum and Adam exactly as OptimizerSpec states them."""
+
+    def __init__(self, spec: Spec, params: list[np.ndarray]) -> None:
+        self.o = spec.optimizer
+        self.dt = np.dtype(spec.dtype)
+        self.t = 0
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        o, dt = self.o, self.dt
+        self.t += 1
+        lr = dt.type(o.learning_rate)
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if o.name == "sgd":
+                if o.momentum:
+                    self.m[i] = dt.type(o.momentum) * self.m[i] + g
+                    g = self.m[i]
+                p -= lr * g
+            else:
+                b1, b2 = dt.type(o.beta1), dt.type(o.beta2)
+                self.m[i] = b1 * self.m[i] + (1 - b1) * g
+                self.v[i] = b2 * self.v[i] + (1 - b2) * g * g
+                m_hat = self.m[i] / (1 - b1**self.t)
+                v_hat = self.v[i] / (1 - b2**self.t)
+                p -= lr * m_hat / (np.sqrt(v_hat) + dt.type(o.eps))
+
+
+class NumpyBackend(Backend):
+    framework = "numpy"
+    modes = ("eager",)
+
+    def devices(self) -> list[str]:
+        return ["cpu"]
+
+    def versions(self) -> dict[str, str]:
+        return {"numpy": np.__version__, "python": platform.python_version()}
+
+    def train(self, spec, X, Y, init_params, schedule: Schedule, device="cpu", record_params=False) -> TrainResult:
+        self.check_device(device)
+        dt = np.dtype(spec.dtype)
+        X, Y = X.astype(dt), Y.astype(dt)
+        params = [p.astype(dt).copy() for p in init_params]
+        opt = Optimizer(spec, params)
+        losses, seconds, history = [], [], []
+        for epoch in range(schedule.epochs):
+            t0 = time.perf_counter()
+            total, count = 0.0, 0
+            for idx in schedule.batches(epoch):
+                loss, grads = gradients(spec, params, X[idx], Y[idx])
+                opt.step(params, grads)
+                total += loss * len(idx)
+                count += len(idx)
+            seconds.append(time.perf_counter() - t0)
+            losses.append(total / count)
+            if record_params:
+                history.append([p.copy() for p in params])
+        return TrainResult(
+            params=params,
+            loss_history=np.asarray(losses),
+            epoch_seconds=np.asarray(seconds),
+            compile_seconds=0.0,
+            param_history=history if record_params else None,
+        )
+
+    def predict(self, spec, params, X, device="cpu") -> np.ndarray:
+        dt = np.dtype(spec.dtype)
+        zs, _ = forward(spec, [p.astype(dt) for p in params], X.astype(dt))
+        return activate(zs[-1], spec.head)

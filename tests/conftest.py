@@ -1,0 +1,21 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+# A fair, quiet test machine: frameworks see the same thread count and say little.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("JAX_PLATFORMS", "cpu") if not os.environ.get("FWBENCH_GPU_TESTS") else None
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: end-to-end tests (CI always runs them; skip with -m 'not slow')")
+    config.addinivalue_line("markers", "gpu: needs a CUDA device; skipped with a message where none is seen")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT

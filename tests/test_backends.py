@@ -1,0 +1,113 @@
+"""The same suite for every registered backend: a new backend is checked with no test edits."""
+
+import numpy as np
+import pytest
+
+import backends
+from backends.spec import OptimizerSpec, Spec, init_params, make_schedule
+from datasets import build
+from datasets.preprocess import targets
+
+REF = backends.get_backend(backends.REFERENCE)
+BACKENDS = [n for n in backends.names() if n != backends.REFERENCE]
+
+
+def _backend(name):
+    if not backends.is_available(name):
+        pytest.skip(f"backend {name!r} unavailable: its framework is not installed")
+    return backends.get_backend(name, threads=1)
+
+
+def _small_problem(kind: str, dtype: str, optimizer: OptimizerSpec, batch_size=8):
+    """A small dataset per spec kind, with a last partial batch (n=50, batch 8)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 3))
+    if kind == "linear":
+        Y = (X @ np.array([[1.0], [-2.0], [0.5]]) + 0.1 * rng.normal(size=(50, 1)))
+        head, n_out, hidden, act = "linear", 1, (), "linear"
+    elif kind == "logistic":
+        Y = (X[:, :1] + X[:, 1:2] > 0).astype(float)
+        head, n_out, hidden, act = "sigmoid", 1, (), "linear"
+    elif kind == "softmax":
+        Y = np.eye(3)[rng.integers(0, 3, 50)]
+        head, n_out, hidden, act = "softmax", 3, (), "linear"
+    else:
+        raise ValueError(kind)
+    return X, Y, dict(head=head, n_outputs=n_out, hidden=hidden, activation=act)
+
+
+PARITY_CASES = [
+    ("linear", {}, OptimizerSpec("sgd", learning_rate=0.05)),
+    ("logistic", {}, OptimizerSpec("adam", learning_rate=0.01)),
+    ("softmax", {}, OptimizerSpec("sgd", learning_rate=0.1, momentum=0.9)),
+    ("mlp-tanh-bce", dict(kind="logistic", hidden=(8, 4), activation="tanh"), OptimizerSpec("adam", learning_rate=0.01)),
+    ("mlp-relu-cce", dict(kind="softmax", hidden=(5,), activation="relu"), OptimizerSpec("adam", learning_rate=0.01)),
+    ("mlp-sigmoid-mse", dict(kind="linear", hidden=(4,), activation="sigmoid"), OptimizerSpec("sgd", learning_rate=0.05, momentum=0.5)),
+    ("mlp-linear-mse-fullbatch", dict(kind="linear", hidden=(3,), activation="linear", batch_size=None), OptimizerSpec("sgd", learning_rate=0.08)),
+]
+
+
+def _case(case, dtype="float64", epochs=5):
+    label, over, opt = case
+    kind = over.get("kind", label)
+    X, Y, shape = _small_problem(kind, dtype, opt)
+    if "hidden" in over:
+        shape.update(hidden=over["hidden"], activation=over["activation"])
+    spec = Spec(
+        kind="mlp" if shape["hidden"] else kind,
+        n_inputs=X.shape[1],
+        epochs=epochs,
+        batch_size=over.get("batch_size", 8),
+        optimizer=opt,
+        dtype=dtype,
+        **shape,
+    )
+    return spec, X, Y
+
+
+@pytest.mark.parametrize("case", PARITY_CASES, ids=[c[0] for c in PARITY_CASES])
+@pytest.mark.parametrize("name", BACKENDS)
+def test_float64_parity_with_reference(name, case):
+    """Per-epoch loss equals the NumPy reference's to 1e-9 relative over 5 epochs."""
+    be = _backend(name)
+    spec, X, Y = _case(case)
+    p0 = init_params(spec, seed=1)
+    sched = make_schedule(spec, len(X), seed=2)
+    ref = REF.train(spec, X, Y, p0, sched)
+    got = be.train(spec, X, Y, p0, sched)
+    rel = np.abs(got.loss_history - ref.loss_history) / np.abs(ref.loss_history)
+    assert rel.max() < 1e-9, f"{name} deviates from the reference by {rel.max():.3g}"
+    for a, b in zip(got.params, ref.params):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(be.predict(spec, got.params, X), REF.predict(spec, ref.params, X), rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", BACKENDS + [backends.REFERENCE])
+def test_result_contract(name):
+    be = _backend(name)
+    spec, X, Y = _case(PARITY_CASES[3], dtype="float32", epochs=3)
+    p0 = init_params(spec, seed=1)
+    res = be.train(spec, X.astype("float32"), Y.astype("float32"), p0, make_schedule(spec, len(X), 2), record_params=True)
+    assert [p.shape for p in res.params] == [p.shape for p in p0]
+    assert all(isinstance(p, np.ndarray) and p.dtype == np.float32 for p in res.params)
+    assert res.loss_history.shape == (3,) and res.epoch_seconds.shape == (3,)
+    assert np.all(res.epoch_seconds > 0)
+    assert len(res.param_history) == 3
+    np.testing.assert_array_equal(res.param_history[-1][0], res.params[0])
+    assert "cpu" in be.devices()
+    assert be.versions()
+
+
+@pytest.mark.parametrize("spec_kind", ["logistic", "mlp"])
+@pytest.mark.parametrize("name", BACKENDS + [backends.REFERENCE])
+def test_trains_moons_beyond_chance(name, spec_kind):
+    be = _backend(name)
+    ds = build("moons", seed=0)
+    hidden = (4, 2) if spec_kind == "mlp" else ()
+    spec = Spec(kind=spec_kind, n_inputs=2, n_outputs=1, hidden=hidden, activation="tanh", head="sigmoid",
+                epochs=20, batch_size=32, optimizer=OptimizerSpec("adam", learning_rate=0.01))
+    res = be.train(spec, ds.X_train, targets(ds.y_train, "binary", 1).astype("float32"),
+                   init_params(spec, 0), make_schedule(spec, len(ds.X_train), 0))
+    acc = np.mean((be.predict(spec, res.params, ds.X_test)[:, 0] > 0.5) == ds.y_test)
+    assert acc > 0.75, f"{name}/{spec_kind} test accuracy {acc:.3f} is no better than chance"
+    assert res.loss_history[-1] < res.loss_history[0]
