@@ -13,7 +13,11 @@ def moons(seed: int = 0, n_samples: int = 1000, noise: float = 0.1, test_size: f
     X, y = make_moons(n_samples=n_samples, noise=noise, random_state=seed)
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=test_size, random_state=seed, stratify=y)
     return Dataset(
-        "moons", Xtr, ytr, Xte, yte,
+        "moons",
+        Xtr,
+        ytr,
+        Xte,
+        yte,
         meta={
             "source": "adl1 §2.2, §3.1",
             "task": "binary",

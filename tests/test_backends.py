@@ -23,7 +23,7 @@ def _small_problem(kind: str, dtype: str, optimizer: OptimizerSpec, batch_size=8
     rng = np.random.default_rng(0)
     X = rng.normal(size=(50, 3))
     if kind == "linear":
-        Y = (X @ np.array([[1.0], [-2.0], [0.5]]) + 0.1 * rng.normal(size=(50, 1)))
+        Y = X @ np.array([[1.0], [-2.0], [0.5]]) + 0.1 * rng.normal(size=(50, 1))
         head, n_out, hidden, act = "linear", 1, (), "linear"
     elif kind == "logistic":
         Y = (X[:, :1] + X[:, 1:2] > 0).astype(float)
@@ -40,10 +40,22 @@ PARITY_CASES = [
     ("linear", {}, OptimizerSpec("sgd", learning_rate=0.05)),
     ("logistic", {}, OptimizerSpec("adam", learning_rate=0.01)),
     ("softmax", {}, OptimizerSpec("sgd", learning_rate=0.1, momentum=0.9)),
-    ("mlp-tanh-bce", dict(kind="logistic", hidden=(8, 4), activation="tanh"), OptimizerSpec("adam", learning_rate=0.01)),
+    (
+        "mlp-tanh-bce",
+        dict(kind="logistic", hidden=(8, 4), activation="tanh"),
+        OptimizerSpec("adam", learning_rate=0.01),
+    ),
     ("mlp-relu-cce", dict(kind="softmax", hidden=(5,), activation="relu"), OptimizerSpec("adam", learning_rate=0.01)),
-    ("mlp-sigmoid-mse", dict(kind="linear", hidden=(4,), activation="sigmoid"), OptimizerSpec("sgd", learning_rate=0.05, momentum=0.5)),
-    ("mlp-linear-mse-fullbatch", dict(kind="linear", hidden=(3,), activation="linear", batch_size=None), OptimizerSpec("sgd", learning_rate=0.08)),
+    (
+        "mlp-sigmoid-mse",
+        dict(kind="linear", hidden=(4,), activation="sigmoid"),
+        OptimizerSpec("sgd", learning_rate=0.05, momentum=0.5),
+    ),
+    (
+        "mlp-linear-mse-fullbatch",
+        dict(kind="linear", hidden=(3,), activation="linear", batch_size=None),
+        OptimizerSpec("sgd", learning_rate=0.08),
+    ),
 ]
 
 
@@ -87,7 +99,9 @@ def test_result_contract(name):
     be = _backend(name)
     spec, X, Y = _case(PARITY_CASES[3], dtype="float32", epochs=3)
     p0 = init_params(spec, seed=1)
-    res = be.train(spec, X.astype("float32"), Y.astype("float32"), p0, make_schedule(spec, len(X), 2), record_params=True)
+    res = be.train(
+        spec, X.astype("float32"), Y.astype("float32"), p0, make_schedule(spec, len(X), 2), record_params=True
+    )
     assert [p.shape for p in res.params] == [p.shape for p in p0]
     assert all(isinstance(p, np.ndarray) and p.dtype == np.float32 for p in res.params)
     assert res.loss_history.shape == (3,) and res.epoch_seconds.shape == (3,)
@@ -104,10 +118,24 @@ def test_trains_moons_beyond_chance(name, spec_kind):
     be = _backend(name)
     ds = build("moons", seed=0)
     hidden = (4, 2) if spec_kind == "mlp" else ()
-    spec = Spec(kind=spec_kind, n_inputs=2, n_outputs=1, hidden=hidden, activation="tanh", head="sigmoid",
-                epochs=20, batch_size=32, optimizer=OptimizerSpec("adam", learning_rate=0.01))
-    res = be.train(spec, ds.X_train, targets(ds.y_train, "binary", 1).astype("float32"),
-                   init_params(spec, 0), make_schedule(spec, len(ds.X_train), 0))
+    spec = Spec(
+        kind=spec_kind,
+        n_inputs=2,
+        n_outputs=1,
+        hidden=hidden,
+        activation="tanh",
+        head="sigmoid",
+        epochs=20,
+        batch_size=32,
+        optimizer=OptimizerSpec("adam", learning_rate=0.01),
+    )
+    res = be.train(
+        spec,
+        ds.X_train,
+        targets(ds.y_train, "binary", 1).astype("float32"),
+        init_params(spec, 0),
+        make_schedule(spec, len(ds.X_train), 0),
+    )
     acc = np.mean((be.predict(spec, res.params, ds.X_test)[:, 0] > 0.5) == ds.y_test)
     assert acc > 0.75, f"{name}/{spec_kind} test accuracy {acc:.3f} is no better than chance"
     assert res.loss_history[-1] < res.loss_history[0]

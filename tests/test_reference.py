@@ -44,5 +44,7 @@ def test_schedule_is_deterministic_and_covers_every_sample():
     assert a.steps_per_epoch == 4 and a.remainder == 4 and a.samples_per_epoch == 100
     for e in range(3):
         assert sorted(np.concatenate(a.batches(e)).tolist()) == list(range(100))
-    dropped = make_schedule(Spec(kind="logistic", n_inputs=2, n_outputs=1, epochs=1, batch_size=32, drop_last=True), 100, 5)
+    dropped = make_schedule(
+        Spec(kind="logistic", n_inputs=2, n_outputs=1, epochs=1, batch_size=32, drop_last=True), 100, 5
+    )
     assert dropped.steps_per_epoch == 3 and dropped.samples_per_epoch == 96
