@@ -1,0 +1,32 @@
+# fwbench: every dataset and experiment of the tutorial documents, trained through the
+# PyTorch, TensorFlow and JAX adapters, logged to MLflow, compared in one report.
+#   snakemake --cores all --workflow-profile workflow/profiles/default
+# Layout and contracts: README.md and ../shared/DESIGN.md.
+import os
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+REPO = Path(workflow.basedir)
+sys.path.insert(0, str(REPO))
+# Jobs run `python -m workflow.scripts...` from the working directory, which may be elsewhere.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/datasets.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        "results/report/index.html",
+        "results/summary.csv",
+    default_target: True

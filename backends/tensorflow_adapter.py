@@ -1,0 +1,382 @@
+"""TensorFlow adapter: tf.Variable parameters, tf.GradientTape, and the spec's own optimizer in tf ops.
+
+Mode "compiled" runs a whole epoch as one tf.function (the step loop lives in the graph, over the
+epoch's index tensor; the last partial batch is one more step in the same function), compiled by XLA
+(jit_compile=True), which measured ~10x faster than the plain graph on this kind of small network.
+Mode "eager" is the per-batch eager Python loop a tutorial writes. Both share the same step code.
+
+Keras' Adam puts epsilon elsewhere and folds the bias correction into the step size, so the update
+is written here in the spec's (torch/optax) formulation; cross-entropies are taken from logits.
+TensorFlow is imported lazily (inside methods), so this module imports without it.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import platform
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+
+from backends.base import Backend, BackendError
+from backends.spec import Schedule, Spec, TrainResult
+
+_DEVICE_NAMES = {"cpu": "/CPU:0", "gpu": "/GPU:0"}
+
+
+@functools.cache
+def _tf() -> Any:
+    """Import TensorFlow once, quietly; on GPUs turn memory growth on and TF32 off before first use."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # the runtime was initialized before us; growth stays as it was
+            warnings.warn("TensorFlow was initialized before the adapter; GPU memory growth not set", stacklevel=2)
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    return tf
+
+
+def _set_threads(tf: Any, threads: int) -> bool:
+    """Set TF's own intra/inter-op pools; they can only change before the runtime starts."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        return True
+    except RuntimeError:
+        current = tf.config.threading.get_intra_op_parallelism_threads()
+        if current != int(threads):
+            warnings.warn(
+                f"TensorFlow already runs with intra_op_parallelism_threads={current}, not {threads}: "
+                "create the backend (or set TF_NUM_INTRAOP_THREADS) before TensorFlow runs anything",
+                stacklevel=3,
+            )
+        return current == int(threads)
+
+
+class _Model:
+    """The variables (parameters, optimizer slots, step count) of one network shape on one device,
+    and the training step written with tf ops. Reused across train() calls so traces are reused."""
+
+    def __init__(self, tf: Any, spec: Spec, device: str, jit_compile: bool) -> None:
+        self.tf = tf
+        self.dt = np.dtype(spec.dtype)
+        self.tdt = tf.as_dtype(spec.dtype)
+        self.activation, self.loss_name = spec.activation, spec.loss
+        o = spec.optimizer
+        self.opt = o.name
+        c = self.dt.type
+        # Constants computed in the spec's dtype as the reference computes them, kept as Python floats
+        # (exactly representable in that dtype, so tf converts them without rounding).
+        self.lr, self.momentum = float(c(o.learning_rate)), float(c(o.momentum))
+        self.b1, self.b2, self.eps = float(c(o.beta1)), float(c(o.beta2)), float(c(o.eps))
+        self.one_minus_b1, self.one_minus_b2 = float(c(1) - c(o.beta1)), float(c(1) - c(o.beta2))
+        self.device = _DEVICE_NAMES[device]
+        sizes = spec.layer_sizes
+        shapes: list[tuple[int, ...]] = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            shapes += [(fan_in, fan_out), (fan_out,)]
+        self.shapes = shapes
+        with tf.device(self.device):
+            self.params = [tf.Variable(tf.zeros(s, self.tdt), name=f"p{i}") for i, s in enumerate(shapes)]
+            need_m = o.name == "adam" or o.momentum != 0.0
+            self.m = [tf.Variable(tf.zeros(s, self.tdt), name=f"m{i}") for i, s in enumerate(shapes)] if need_m else []
+            self.v = (
+                [tf.Variable(tf.zeros(s, self.tdt), name=f"v{i}") for i, s in enumerate(shapes)]
+                if o.name == "adam"
+                else []
+            )
+            self.t = tf.Variable(0, dtype=tf.int64, name="t")
+        self.traces = 0
+        self.jit_compile = jit_compile
+        self.epoch = tf.function(self._epoch, jit_compile=jit_compile)
+
+    def reset(self, init_params: list[np.ndarray]) -> None:
+        for var, p in zip(self.params, init_params):
+            var.assign(np.asarray(p, dtype=self.dt))
+        for var in self.m + self.v:
+            var.assign(self.tf.zeros_like(var))
+        self.t.assign(0)
+
+    def logits(self, x: Any) -> Any:
+        tf = self.tf
+        n_layers = len(self.params) // 2
+        h = x
+        for i in range(n_layers):
+            z = tf.matmul(h, self.params[2 * i]) + self.params[2 * i + 1]
+            if i < n_layers - 1:
+                h = _activate(tf, z, self.activation)
+        return z
+
+    def loss(self, z: Any, y: Any) -> Any:
+        """The mean loss from logits, as numpy_reference.loss_and_dlogits defines it."""
+        tf = self.tf
+        if self.loss_name == "mse":
+            return tf.reduce_mean(tf.square(z - y))
+        if self.loss_name == "bce":
+            return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z))
+        return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=z))
+
+    def step(self, x: Any, y: Any) -> Any:
+        """One mini-batch: the loss before the update, then the update."""
+        with self.tf.GradientTape() as tape:
+            loss = self.loss(self.logits(x), y)
+        self.apply(tape.gradient(loss, self.params))
+        return loss
+
+    def apply(self, grads: list[Any]) -> None:
+        """SGD (torch momentum) or Adam (eps outside sqrt(v_hat)), in the reference's operation order."""
+        tf = self.tf
+        if self.opt == "sgd":
+            for i, (p, g) in enumerate(zip(self.params, grads)):
+                if self.m:
+                    g = self.m[i].assign(self.momentum * self.m[i] + g)
+                p.assign_sub(self.lr * g)
+            return
+        t = tf.cast(self.t.assign_add(1), self.tdt)
+        c1 = 1 - tf.pow(tf.constant(self.b1, self.tdt), t)
+        c2 = 1 - tf.pow(tf.constant(self.b2, self.tdt), t)
+        for p, m, v, g in zip(self.params, self.m, self.v, grads):
+            m_new = m.assign(self.b1 * m + self.one_minus_b1 * g)
+            v_new = v.assign(self.b2 * v + self.one_minus_b2 * g * g)
+            p.assign_sub(self.lr * (m_new / c1) / (tf.sqrt(v_new / c2) + self.eps))
+
+    def _epoch(self, X: Any, Y: Any, idx: Any, last: Any) -> Any:
+        """All steps of one epoch in the graph: idx (n_full, B) full batches, last the partial one or None.
+        Returns the per-step losses."""
+        tf = self.tf
+        self.traces += 1  # runs at trace time only: counts (re)traces
+        n_full = idx.shape[0]
+        losses = tf.TensorArray(self.tdt, size=n_full)
+        for i in tf.range(n_full):
+            b = idx[i]
+            losses = losses.write(i, self.step(tf.gather(X, b), tf.gather(Y, b)))
+        out = losses.stack()
+        if last is not None:
+            out = tf.concat([out, tf.reshape(self.step(tf.gather(X, last), tf.gather(Y, last)), [1])], 0)
+        return out
+
+
+def _activate(tf: Any, z: Any, name: str) -> Any:
+    if name == "linear":
+        return z
+    if name == "relu":
+        return tf.nn.relu(z)
+    if name == "tanh":
+        return tf.tanh(z)
+    if name == "sigmoid":
+        return tf.sigmoid(z)
+    if name == "softmax":
+        return tf.nn.softmax(z, axis=-1)
+    raise BackendError(f"unknown activation {name!r}")
+
+
+def _forward(tf: Any, params: list[Any], x: Any, activation: str, head: str) -> Any:
+    n_layers = len(params) // 2
+    h = x
+    for i in range(n_layers):
+        z = tf.matmul(h, params[2 * i]) + params[2 * i + 1]
+        h = _activate(tf, z, activation if i < n_layers - 1 else head)
+    return h
+
+
+# Models and compiled predict functions, shared by every backend instance in the process, so repeated
+# train()/predict() calls with the same spec reuse their traces (and XLA executables).
+_MODELS: dict[tuple, _Model] = {}
+_PREDICTORS: dict[tuple, Any] = {}
+
+
+class TensorFlowBackend(Backend):
+    framework = "tensorflow"
+    modes = ("compiled", "eager")
+    jit_compile: bool = True  # measured faster than the plain graph for the whole-epoch function
+
+    def _tf(self) -> Any:
+        tf = _tf()
+        if self.threads and not getattr(self, "_threads_applied", None):
+            self._threads_applied = _set_threads(tf, self.threads)
+        return tf
+
+    def devices(self) -> list[str]:
+        tf = self._tf()
+        return ["cpu"] + (["gpu"] if tf.config.list_physical_devices("GPU") else [])
+
+    def versions(self) -> dict[str, str]:
+        tf = self._tf()
+        out = {"tensorflow": tf.__version__, "python": platform.python_version(), "numpy": np.__version__}
+        try:
+            out["keras"] = importlib.metadata.version("keras")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+        return out
+
+    def thread_settings(self) -> dict:
+        tf = self._tf()
+        return {
+            "threads": self.threads,
+            "intra_op_parallelism_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_parallelism_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "applied": bool(getattr(self, "_threads_applied", False)),
+        }
+
+    def device_info(self, device: str) -> dict:
+        self.check_device(device)
+        tf = self._tf()
+        if device == "cpu":
+            return {
+                "device": "cpu",
+                "name": platform.processor() or platform.machine(),
+                "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+            }
+        details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
+        cc = details.get("compute_capability")
+        return {
+            "device": "gpu",
+            "name": details.get("device_name", "unknown GPU"),
+            "compute_capability": ".".join(map(str, cc)) if cc else None,
+            "tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
+        }
+
+    def peak_device_memory(self, device: str) -> int | None:
+        if device != "gpu":
+            return None
+        self.check_device(device)
+        return int(self._tf().config.experimental.get_memory_info("GPU:0")["peak"])
+
+    def _model(self, spec: Spec, device: str) -> _Model:
+        jit = self.jit_compile and self.mode == "compiled"
+        o = spec.optimizer
+        key = (self.mode, jit, device, spec.dtype, tuple(spec.layer_sizes), spec.activation, spec.head, o)
+        if key not in _MODELS:
+            _MODELS[key] = _Model(self._tf(), spec, device, jit)
+        return _MODELS[key]
+
+    def train(
+        self,
+        spec: Spec,
+        X: np.ndarray,
+        Y: np.ndarray,
+        init_params: list[np.ndarray],
+        schedule: Schedule,
+        device: str = "cpu",
+        record_params: bool = False,
+    ) -> TrainResult:
+        self.check_device(device)
+        _check_inputs(spec, X, Y, init_params, schedule)
+        tf = self._tf()
+        dt = np.dtype(spec.dtype)
+        model = self._model(spec, device)
+        model.reset(init_params)
+        traces_before = model.traces
+        with tf.device(model.device):
+            Xt = tf.identity(tf.convert_to_tensor(np.asarray(X, dtype=dt)))
+            Yt = tf.identity(tf.convert_to_tensor(np.asarray(Y, dtype=dt)))
+        weights = [schedule.batch_size] * schedule.n_full + ([schedule.remainder] if schedule.remainder else [])
+        losses, seconds, history = [], [], []
+        for epoch in range(schedule.epochs):
+            t0 = time.perf_counter()
+            with tf.device(model.device):
+                if self.mode == "compiled":
+                    last = schedule.last_batch(epoch)
+                    step_losses = model.epoch(
+                        Xt,
+                        Yt,
+                        tf.convert_to_tensor(schedule.full_batches(epoch)),
+                        None if last is None else tf.convert_to_tensor(last),
+                    )
+                else:
+                    step_losses = []
+                    for idx in schedule.batches(epoch):
+                        step_losses.append(model.step(tf.gather(Xt, idx), tf.gather(Yt, idx)))
+                    step_losses = tf.stack(step_losses)
+                values = step_losses.numpy()  # reading back synchronizes the device
+            seconds.append(time.perf_counter() - t0)
+            total = 0.0
+            for loss, w in zip(values, weights):
+                total += float(loss) * w
+            losses.append(total / schedule.samples_per_epoch)
+            if record_params:
+                history.append([np.array(p.numpy(), dtype=dt) for p in model.params])
+        traced = model.traces - traces_before
+        # Compilation (trace + XLA) happens inside epoch 0; its share is estimated as epoch 0's excess
+        # over the median later epoch. A call that reuses a cached trace compiles nothing.
+        compile_seconds = 0.0
+        if traced and seconds:
+            steady = float(np.median(seconds[1:])) if len(seconds) > 1 else 0.0
+            compile_seconds = max(seconds[0] - steady, 0.0)
+        return TrainResult(
+            params=[np.array(p.numpy(), dtype=dt) for p in model.params],
+            loss_history=np.asarray(losses, dtype=np.float64),
+            epoch_seconds=np.asarray(seconds),
+            compile_seconds=compile_seconds,
+            param_history=history if record_params else None,
+            extra={"jit_compile": model.jit_compile, "traces": traced, "mode": self.mode},
+        )
+
+    def predict(self, spec: Spec, params: list[np.ndarray], X: np.ndarray, device: str = "cpu") -> np.ndarray:
+        self.check_device(device)
+        _check_params(spec, params)
+        X = _check_X(spec, X)
+        tf = self._tf()
+        dt = np.dtype(spec.dtype)
+        with tf.device(_DEVICE_NAMES[device]):
+            ps = [tf.convert_to_tensor(np.asarray(p, dtype=dt)) for p in params]
+            x = tf.convert_to_tensor(np.asarray(X, dtype=dt))
+            if self.mode == "eager":
+                return _forward(tf, ps, x, spec.activation, spec.head).numpy()
+            return self._predictor(spec, device)(ps, x).numpy()
+
+    def _predictor(self, spec: Spec, device: str) -> Any:
+        jit = self.jit_compile
+        key = (jit, device, spec.activation, spec.head)
+        if key not in _PREDICTORS:
+            tf = self._tf()
+            act, head = spec.activation, spec.head
+            _PREDICTORS[key] = tf.function(
+                lambda ps, x: _forward(tf, ps, x, act, head), jit_compile=jit, reduce_retracing=True
+            )
+        return _PREDICTORS[key]
+
+
+def _check_params(spec: Spec, params: list[np.ndarray]) -> None:
+    sizes = spec.layer_sizes
+    want = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        want += [(fan_in, fan_out), (fan_out,)]
+    got = [tuple(np.shape(p)) for p in params]
+    if got != want:
+        raise BackendError(
+            f"parameter shapes {got} do not fit the spec's layers {sizes} (expected {want}, weights (in, out)); "
+            "make them with backends.spec.init_params(spec, seed)"
+        )
+
+
+def _check_X(spec: Spec, X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != spec.n_inputs:
+        raise BackendError(
+            f"X has shape {X.shape}, expected (n, {spec.n_inputs}) for this spec; reshape the features to 2-D"
+        )
+    return X
+
+
+def _check_inputs(spec: Spec, X: np.ndarray, Y: np.ndarray, params: list[np.ndarray], schedule: Schedule) -> None:
+    X = _check_X(spec, X)
+    _check_params(spec, params)
+    Y = np.asarray(Y)
+    if Y.ndim != 2 or Y.shape != (len(X), spec.n_outputs):
+        raise BackendError(
+            f"Y has shape {Y.shape}, expected ({len(X)}, {spec.n_outputs}): float targets, one column per output "
+            "(use datasets.preprocess.targets to one-hot labels)"
+        )
+    if schedule.n_samples != len(X):
+        raise BackendError(
+            f"the schedule covers {schedule.n_samples} samples but X has {len(X)}; "
+            "make it with backends.spec.make_schedule(spec, len(X), seed)"
+        )

@@ -1,0 +1,273 @@
+"""Load the run result files the workflow writes and flatten them into one tidy table.
+
+A run result is `results/runs/{experiment}/{backend}-{device}.json` (schema_version 1); every
+key is present, null where it does not apply. `summary.csv` has one row per run.
+
+    python -m reports.results --results results --out results/summary.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from backends import REFERENCE, names
+
+SCHEMA_VERSION = 1
+REQUIRED_KEYS = ("schema_version", "experiment", "dataset", "task", "backend", "mode", "device", "status")
+STATUSES = ("ok", "diverged", "failed")
+TASKS = ("binary", "multiclass", "regression")
+SPLITS = ("train", "test")
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1")
+REGRESSION_METRICS = ("mse", "mae", "r2")
+
+
+class ResultsError(RuntimeError):
+    """A results directory or run file cannot be read as the report needs it."""
+
+
+def run_label(run: dict) -> str:
+    """The run's name inside its experiment, as in its file name: backend-device."""
+    return f"{run['backend']}-{run['device']}"
+
+
+def num(x: Any) -> float | None:
+    """A JSON number as float (NaN/inf kept), anything else (null, text) as None."""
+    if isinstance(x, bool) or x is None:
+        return None
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def finite(x: Any) -> bool:
+    v = num(x)
+    return v is not None and math.isfinite(v)
+
+
+def metric(run: dict, split: str, name: str) -> float | None:
+    """metrics[split][name] as float, None where the run has none (failed run, other task)."""
+    return num(((run.get("metrics") or {}).get(split) or {}).get(name))
+
+
+def timing(run: dict, *keys: str) -> Any:
+    """A nested value under timings, None when any level is missing or null."""
+    node: Any = run.get("timings") or {}
+    for k in keys:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(k)
+    return node
+
+
+def fingerprint(run: dict) -> str | None:
+    return (run.get("environment") or {}).get("fingerprint")
+
+
+def reference_name(runs: list[dict]) -> str:
+    """The reference backend named by the runs' parity records (the registry's by default)."""
+    for r in runs:
+        ref = (r.get("parity") or {}).get("reference")
+        if ref:
+            return str(ref)
+    return REFERENCE
+
+
+def _backend_rank(backend: str) -> tuple[int, str]:
+    order = names()
+    return (order.index(backend), backend) if backend in order else (len(order), backend)
+
+
+def label_key(run: dict) -> tuple:
+    """The registry's backend order (reference first), then device."""
+    return (_backend_rank(run["backend"]), run["device"])
+
+
+def sort_key(run: dict) -> tuple:
+    """Experiment, then backend in registry order, then device."""
+    return (run["experiment"], *label_key(run))
+
+
+def labels_in_order(runs: list[dict]) -> list[str]:
+    """The distinct backend-device labels of the runs, in report order."""
+    firsts = {run_label(r): r for r in runs}
+    return [run_label(r) for r in sorted(firsts.values(), key=label_key)]
+
+
+def load_run(path: str | Path) -> dict:
+    """Read and check one run result file; the error names the file and what is wrong."""
+    path = Path(path)
+    try:
+        run = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ResultsError(f"cannot read run result {path}: {e}; delete it and rerun its training job") from e
+    if not isinstance(run, dict):
+        raise ResultsError(f"run result {path} is not a JSON object; delete it and rerun its training job")
+    missing = [k for k in REQUIRED_KEYS if k not in run]
+    if missing:
+        raise ResultsError(
+            f"run result {path} lacks key(s) {missing}; it was not written by this pipeline's "
+            "workflow (schema_version 1): delete it and rerun its training job"
+        )
+    if run["schema_version"] != SCHEMA_VERSION:
+        raise ResultsError(
+            f"run result {path} has schema_version {run['schema_version']!r}; this report reads "
+            f"version {SCHEMA_VERSION}: rerun the pipeline to rewrite it"
+        )
+    if run["status"] not in STATUSES:
+        raise ResultsError(f"run result {path} has status {run['status']!r}; expected one of {STATUSES}")
+    if run["task"] not in TASKS:
+        raise ResultsError(f"run result {path} has task {run['task']!r}; expected one of {TASKS}")
+    run["_path"] = str(path)
+    return run
+
+
+def load_runs(results_dir: str | Path) -> list[dict]:
+    """All run results under results_dir/runs, sorted; an error when there are none."""
+    results_dir = Path(results_dir)
+    runs_dir = results_dir / "runs"
+    if not results_dir.is_dir():
+        raise ResultsError(
+            f"results directory {results_dir} does not exist; run the pipeline first "
+            "(snakemake --cores N) or pass --results with the directory it wrote"
+        )
+    files = sorted(runs_dir.glob("*/*.json"))
+    if not files:
+        raise ResultsError(
+            f"no run results under {runs_dir} (expected runs/{{experiment}}/{{backend}}-{{device}}.json); "
+            "run the pipeline first or pass --results with the directory it wrote"
+        )
+    runs = [load_run(f) for f in files]
+    seen: dict[tuple[str, str], str] = {}
+    for r in runs:
+        key = (r["experiment"], run_label(r))
+        if key in seen:
+            raise ResultsError(
+                f"two run results claim experiment {key[0]!r}, run {key[1]!r}: {seen[key]} and {r['_path']}; "
+                "delete the stale one"
+            )
+        seen[key] = r["_path"]
+    return sorted(runs, key=sort_key)
+
+
+def load_optional_json(path: str | Path) -> Any:
+    """A JSON side file (config.json, devices.json) or None when absent; bad JSON is an error."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise ResultsError(f"cannot parse {path}: {e}; delete it and rerun the pipeline") from e
+
+
+def load_devices(results_dir: str | Path) -> dict[str, dict]:
+    """results/devices.json: {backend: {"devices": [...], "reason": "..."}}; {} when absent."""
+    path = Path(results_dir) / "devices.json"
+    data = load_optional_json(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ResultsError(
+            f'{path} must map each backend to {{"devices": [...], "reason": "..."}}; rerun the pipeline to rewrite it'
+        )
+    return data
+
+
+def not_scheduled(devices: dict[str, dict], backend: str, device: str) -> str | None:
+    """The reason a backend/device pair was not scheduled, per devices.json; None if it was (or unknown)."""
+    entry = devices.get(backend)
+    if entry is None:
+        return None
+    if device in (entry.get("devices") or []):
+        return None
+    return entry.get("reason") or f"{backend} was scheduled on {entry.get('devices') or 'no device'} only"
+
+
+def throughput(run: dict, kind: str) -> float | None:
+    """Median samples/s of kind 'train' or 'inference'; None unless the run is ok and it is positive."""
+    v = num(timing(run, f"{kind}_samples_per_s", "median"))
+    return v if run["status"] == "ok" and v is not None and math.isfinite(v) and v > 0 else None
+
+
+def speedup_vs_slowest(runs: list[dict], kind: str) -> dict[str, float]:
+    """Each run's median throughput over the slowest run's, among the given runs (one experiment)."""
+    rates = {run_label(r): throughput(r, kind) for r in runs}
+    rates = {k: v for k, v in rates.items() if v is not None}
+    if not rates:
+        return {}
+    slowest = min(rates.values())
+    return {k: v / slowest for k, v in rates.items()}
+
+
+def summary_row(run: dict) -> dict:
+    """One flat row of the summary table."""
+    row: dict[str, Any] = {
+        k: run.get(k) for k in ("experiment", "dataset", "task", "backend", "framework", "mode", "device", "status")
+    }
+    row["message"] = run.get("message") or ""
+    for split in SPLITS:
+        for m in (*CLASSIFICATION_METRICS, *REGRESSION_METRICS, "loss"):
+            row[f"{split}_{m}"] = metric(run, split, m)
+    losses = run.get("loss_history") or []
+    row["final_loss"] = num(losses[-1]) if losses else None
+    for kind in ("train", "inference"):
+        for stat in ("median", "p20", "p80"):
+            row[f"{kind}_samples_per_s_{stat}"] = num(timing(run, f"{kind}_samples_per_s", stat))
+    row["compile_seconds"] = num(timing(run, "compile_seconds"))
+    row["first_epoch_seconds"] = num(timing(run, "first_epoch_seconds"))
+    row["total_train_seconds"] = num(timing(run, "total_train_seconds"))
+    ttt = timing(run, "time_to_target") or {}
+    row["time_to_target_metric"] = ttt.get("metric")
+    row["time_to_target_target"] = num(ttt.get("target"))
+    row["time_to_target_reached"] = ttt.get("reached")
+    row["time_to_target_seconds"] = num(ttt.get("seconds"))
+    row["time_to_target_epoch"] = ttt.get("epoch")
+    row["parity_max_rel_loss_deviation"] = num((run.get("parity") or {}).get("max_rel_loss_deviation"))
+    row["peak_rss_mb"] = num((run.get("memory") or {}).get("peak_rss_mb"))
+    row["seed"] = run.get("seed")
+    row["threads"] = run.get("threads")
+    row["dtype"] = (run.get("spec") or {}).get("dtype")
+    row["fingerprint"] = fingerprint(run)
+    row["mlflow_run_id"] = (run.get("mlflow") or {}).get("run_id")
+    row["path"] = run.get("_path")
+    return row
+
+
+def summary_frame(runs: list[dict]) -> pd.DataFrame:
+    """The tidy summary: one row per run, in report order."""
+    return pd.DataFrame([summary_row(r) for r in sorted(runs, key=sort_key)])
+
+
+def write_summary(results_dir: str | Path, out: str | Path) -> pd.DataFrame:
+    frame = summary_frame(load_runs(results_dir))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False)
+    return frame
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m reports.results", description=__doc__.splitlines()[0])
+    ap.add_argument("--results", default="results", help="the pipeline's results directory (default: results)")
+    ap.add_argument("--out", default=None, help="the CSV to write (default: RESULTS/summary.csv)")
+    args = ap.parse_args(argv)
+    out = args.out or str(Path(args.results) / "summary.csv")
+    try:
+        frame = write_summary(args.results, out)
+    except ResultsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}: {len(frame)} runs, {frame['experiment'].nunique()} experiments")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

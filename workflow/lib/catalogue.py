@@ -1,0 +1,130 @@
+"""The experiment catalogue: load, validate, and turn an entry into a backend Spec."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+import datasets
+from backends.spec import HEAD_LOSS, OptimizerSpec, Spec
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = REPO / "workflow" / "schemas" / "experiments.schema.yaml"
+LOWER_IS_BETTER = {"mse", "mae", "loss"}
+
+
+class CatalogueError(ValueError):
+    """The catalogue (or a config naming catalogue entries) is wrong; the message says how to fix it."""
+
+
+@dataclass
+class Experiment:
+    name: str
+    dataset: str
+    entry: dict  # the merged catalogue entry (defaults applied)
+    reported: list[dict] = field(default_factory=list)
+
+    @property
+    def needs_full_mnist(self) -> bool:
+        return self.entry.get("needs") == "full_mnist"
+
+    @property
+    def preprocess(self) -> dict:
+        return self.entry.get("preprocess", {})
+
+    def spec(self, n_inputs: int, n_outputs: int, epochs_scale: float = 1.0) -> Spec:
+        e = self.entry
+        return Spec(
+            kind=e["kind"],
+            n_inputs=n_inputs,
+            n_outputs=n_outputs,
+            hidden=tuple(e.get("hidden", ())),
+            activation=e["activation"] if e.get("hidden") else "linear",
+            head=e["head"],
+            epochs=max(1, round(e["epochs"] * epochs_scale)),
+            batch_size=e["batch_size"],
+            drop_last=e["drop_last"],
+            shuffle=e["shuffle"],
+            optimizer=OptimizerSpec(**e["optimizer"]),
+            dtype=e["dtype"],
+            init=e["init"],
+        )
+
+    def target(self) -> dict | None:
+        """The time-to-target goal: configured, else the first numeric reported accuracy/mse figure."""
+        if "target" in self.entry:
+            return dict(self.entry["target"])
+        for fig in self.reported:
+            if fig["value"] is not None and fig["metric"] in ("accuracy", "mse"):
+                return {"metric": fig["metric"], "split": fig["split"], "value": fig["value"]}
+        return None
+
+
+def load(path: str | Path | None = None) -> dict[str, Experiment]:
+    path = Path(path) if path else REPO / "config" / "experiments.yaml"
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise CatalogueError(f"cannot read the experiment catalogue {path}: {e}") from e
+    schema = yaml.safe_load(SCHEMA.read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(raw), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        where = "/".join(str(p) for p in e.path) or "(top level)"
+        raise CatalogueError(f"experiment catalogue {path}: at {where}: {e.message}; see {SCHEMA.name} for the keys")
+    out = {}
+    for name, entry in raw["experiments"].items():
+        merged = _merge(raw["defaults"], entry)
+        _check(name, merged, path)
+        out[name] = Experiment(name=name, dataset=merged["dataset"], entry=merged, reported=merged["reported"])
+    return out
+
+
+def select(catalogue: dict[str, Experiment], wanted: str | list[str], full_mnist: bool) -> list[Experiment]:
+    """The experiments a config asks for. "all": every entry, with mnist10k standing in for mnist
+    unless full_mnist is set (then the full one replaces its stand-in)."""
+    if wanted == "all":
+        chosen = []
+        for exp in catalogue.values():
+            stand_in = exp.entry.get("stands_in_for")
+            if exp.needs_full_mnist and not full_mnist:
+                continue
+            if stand_in and full_mnist:
+                continue
+            chosen.append(exp)
+        return chosen
+    unknown = [w for w in wanted if w not in catalogue]
+    if unknown:
+        raise CatalogueError(
+            f"unknown experiment(s) {unknown} in config `experiments:`; catalogue entries: {', '.join(catalogue)}"
+        )
+    return [catalogue[w] for w in wanted]
+
+
+def _merge(defaults: dict, entry: dict) -> dict:
+    merged = copy.deepcopy(defaults)
+    for k, v in entry.items():
+        if isinstance(v, dict) and isinstance(merged.get(k), dict):
+            merged[k] = {**merged[k], **v}
+        else:
+            merged[k] = copy.deepcopy(v)
+    return merged
+
+
+def _check(name: str, e: dict, path: Path) -> None:
+    where = f"experiment {name!r} in {path}"
+    if e["dataset"] not in datasets.names():
+        raise CatalogueError(f"{where} names unknown dataset {e['dataset']!r}; known: {', '.join(datasets.names())}")
+    if e["kind"] == "mlp" and not e.get("hidden"):
+        raise CatalogueError(f"{where}: kind 'mlp' needs `hidden: [units, ...]`")
+    if e["kind"] != "mlp" and e.get("hidden"):
+        raise CatalogueError(f"{where}: kind {e['kind']!r} has no hidden layers; use kind 'mlp' or drop `hidden`")
+    expected_head = {"linear": "linear", "logistic": "sigmoid", "softmax": "softmax"}.get(e["kind"])
+    if expected_head and e["head"] != expected_head:
+        raise CatalogueError(f"{where}: kind {e['kind']!r} needs head {expected_head!r}, not {e['head']!r}")
+    if e["head"] not in HEAD_LOSS:
+        raise CatalogueError(f"{where}: unknown head {e['head']!r}")

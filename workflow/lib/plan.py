@@ -1,0 +1,146 @@
+"""From the config to the list of jobs: validation with clear messages, experiment selection,
+backend availability, and which devices each backend gets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+import backends
+from datasets.mnist import FILES as MNIST_FILES
+from workflow.lib import catalogue as cat
+
+SCHEMA = "workflow/schemas/config.schema.yaml"
+
+
+class PlanError(ValueError):
+    """The configuration cannot be run; the message names the problem and the fix."""
+
+
+@dataclass
+class Plan:
+    experiments: dict[str, cat.Experiment]
+    backends: list[str]
+    jobs: list[tuple[str, str, str]]  # (experiment, backend, device)
+    devices: dict[str, dict]  # backend -> {"devices": [...], "gpu": bool, "reason": str}
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted({e.dataset for e in self.experiments.values()})
+
+    def run_files(self, results: str = "results") -> list[str]:
+        return [f"{results}/runs/{e}/{b}-{d}.json" for e, b, d in self.jobs]
+
+
+def validate_config(config: dict, repo: Path) -> None:
+    """snakemake.utils.validate against the schema, restated so the user sees key and fix."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(config, schema=str(repo / SCHEMA))
+    except WorkflowError as e:
+        raise PlanError(
+            f"invalid configuration: {_first_line(e)}\n"
+            f"Fix the key or value in your config (config/config.yaml or --config); every key is described in "
+            f"{SCHEMA} and config/config.yaml."
+        ) from None
+
+
+def plan_from_config(config: dict, repo: Path, workflow=None) -> Plan:
+    validate_config(config, repo)
+    try:
+        catalogue = cat.load(repo / config.get("catalogue", "config/experiments.yaml"))
+        chosen = cat.select(catalogue, config["experiments"], config["full_mnist"])
+    except cat.CatalogueError as e:
+        raise PlanError(str(e)) from None
+    notes: list[str] = []
+    if config["full_mnist"] or any(e.needs_full_mnist for e in chosen):
+        missing = _missing_mnist(config.get("mnist_dir"))
+        if missing:
+            skipped = [e.name for e in chosen if e.needs_full_mnist]
+            chosen = [e for e in chosen if not e.needs_full_mnist]
+            if skipped:
+                notes.append(
+                    f"skipping {', '.join(skipped)}: the full MNIST files are absent ({missing}); put the four IDX "
+                    "files in a directory and set mnist_dir to it, or set full_mnist: false to use mnist10k"
+                )
+
+    names = config["backends"]
+    unknown = [b for b in names if b not in backends.REGISTRY]
+    if unknown:
+        raise PlanError(
+            f"unknown backend(s) {unknown} in config `backends:`; registered backends: {', '.join(backends.REGISTRY)}"
+        )
+    unavailable = [b for b in names if not backends.is_available(b)]
+    if unavailable:
+        raise PlanError(
+            f"backend(s) {unavailable} are registered but their framework is not installed in this environment "
+            f"({sys.executable}); install requirements.txt or remove them from `backends:`"
+        )
+    if backends.REFERENCE not in names:
+        notes.append(f"the reference backend {backends.REFERENCE!r} is not in `backends:`: no parity figures")
+
+    devices = resolve_devices(names, config["devices"])
+    jobs = [(e.name, b, d) for e in chosen for b in names for d in devices[b]["devices"]]
+    for b, info in devices.items():
+        if info.get("reason"):
+            notes.append(f"{b}: {info['reason']}")
+    return Plan({e.name: e for e in chosen}, list(names), jobs, devices, notes)
+
+
+def resolve_devices(names: list[str], wanted: list[str]) -> dict[str, dict]:
+    """cpu always where asked; gpu (or auto) only for backends that see a CUDA device.
+    Never an error for want of a GPU: those jobs are not scheduled and the reason is kept."""
+    want_gpu = "gpu" in wanted or "auto" in wanted
+    want_cpu = "cpu" in wanted or "auto" in wanted
+    seen = probe_gpus(names) if want_gpu else {}
+    out = {}
+    for b in names:
+        devs = ["cpu"] if want_cpu else []
+        reason = ""
+        if want_gpu:
+            info = seen.get(b, {})
+            if info.get("gpu"):
+                devs.append("gpu")
+            else:
+                reason = f"no gpu job: {info.get('reason') or 'no CUDA device seen'}"
+        out[b] = {"devices": devs, "gpu": "gpu" in devs, "reason": reason}
+    return out
+
+
+def probe_gpus(names: list[str]) -> dict[str, dict]:
+    """Ask each backend, in a subprocess (imports are heavy and GPU state is process-wide)."""
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "workflow.scripts.probe_devices", *names],
+            capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2],
+        )
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, OSError, json.JSONDecodeError, IndexError) as e:
+        return {b: {"gpu": False, "reason": f"device probe failed: {e}"} for b in names}
+
+
+def _missing_mnist(directory: str | None) -> str:
+    if not directory:
+        return "mnist_dir is not set"
+    d = Path(directory)
+    missing = [f for f in MNIST_FILES if not (d / f).is_file()]
+    return f"missing in {d}: {', '.join(missing)}" if missing else ""
+
+
+def _first_line(e: Exception) -> str:
+    lines = [ln for ln in str(e).splitlines() if ln.strip()]
+    interesting = [ln for ln in lines if "ValidationError" in ln or "not allowed" in ln or "is not" in ln]
+    return (interesting or lines or [repr(e)])[0].strip()
+
+
+def dump_config(config: dict, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(yaml.safe_dump(config, sort_keys=False))

@@ -1,0 +1,85 @@
+"""Train one (experiment, backend, device), write its run result and log one MLflow run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from reports.plots import write_figures
+from workflow.lib import catalogue
+from workflow.lib.runner import JobConfig, run_job
+from workflow.lib.tracking import log_run, resolve_uri
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--experiment", required=True)
+    ap.add_argument("--backend", required=True)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dataset", required=True, help="results/datasets/{name}.npz")
+    ap.add_argument("--reference", default="", help="the reference backend's run result, for parity")
+    ap.add_argument("--catalogue", default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--inference-batch", type=int, default=1024)
+    ap.add_argument("--epochs-scale", type=float, default=1.0)
+    ap.add_argument("--results", default="results")
+    ap.add_argument("--uri", default="")
+    ap.add_argument("--mlflow-experiment", default="fwbench")
+    ap.add_argument("--no-mlflow", action="store_true", help="write the run result only")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+
+    exp = catalogue.load(args.catalogue)[args.experiment]
+    reference = json.loads(Path(args.reference).read_text()) if args.reference else None
+    cfg = JobConfig(args.threads, args.repeats, args.seed, args.inference_batch, args.epochs_scale)
+    result = run_job(exp, args.backend, args.device, args.dataset, cfg, reference)
+    print(f"{args.experiment} {args.backend}-{args.device}: {result['status']} {result['message']}")
+
+    if not args.no_mlflow:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                plots = write_figures([result], Path(tmp), args.results)
+                log_run(result, plots, resolve_uri(args.uri or None, args.results), args.mlflow_experiment,
+                        args.results)
+            except Exception as e:  # noqa: BLE001 - the computed result is kept either way
+                result["mlflow"] = {"error": f"{type(e).__name__}: {e}"}
+                print(f"warning: MLflow logging failed, run result kept: {e}", file=sys.stderr)
+    write_json(result, Path(args.out))
+    return 0
+
+
+def write_json(obj: dict, path: Path) -> None:
+    """Atomically: a reader never sees half a file, a killed job leaves none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(_clean(obj), f, indent=1, allow_nan=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _clean(o):
+    """JSON-safe: NumPy to Python, NaN/inf to null (strict JSON readers reject NaN)."""
+    import math
+
+    import numpy as np
+
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple, np.ndarray)):
+        return [_clean(v) for v in o]
+    if isinstance(o, np.generic):
+        o = o.item()
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return o
+
+
+if __name__ == "__main__":
+    sys.exit(main())
