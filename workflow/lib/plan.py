@@ -12,7 +12,6 @@ from pathlib import Path
 import yaml
 
 import backends
-from datasets.mnist import FILES as MNIST_FILES
 from workflow.lib import catalogue as cat
 
 SCHEMA = "workflow/schemas/config.schema.yaml"
@@ -130,6 +129,8 @@ def probe_gpus(names: list[str]) -> dict[str, dict]:
 def _missing_mnist(directory: str | None) -> str:
     if not directory:
         return "mnist_dir is not set"
+    from datasets.mnist import FILES as MNIST_FILES
+
     d = Path(directory)
     missing = [f for f in MNIST_FILES if not (d / f).is_file()]
     return f"missing in {d}: {', '.join(missing)}" if missing else ""

@@ -174,7 +174,8 @@ def _train_and_measure(result, backend, spec: Spec, prep: Prepared, seed, cfg: J
     if not (np.all(np.isfinite(losses)) and all(np.all(np.isfinite(p)) for p in run.params)):
         bad = int(np.argmin(np.isfinite(losses))) if not np.all(np.isfinite(losses)) else len(losses) - 1
         result["status"] = "diverged"
-        result["message"] = f"loss became NaN/inf at epoch {bad}; learning rate {spec.optimizer.learning_rate} too high?"
+        lr = spec.optimizer.learning_rate
+        result["message"] = f"loss became NaN/inf at epoch {bad}; lower the learning rate ({lr}) or standardize inputs"
         return
 
     train_out = backend.predict(spec, run.params, prep.X_train, device)

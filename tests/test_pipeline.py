@@ -1,0 +1,155 @@
+"""End to end: a real Snakemake run in a temporary directory, the real MLflow store read back."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    cfg_args = []
+    if config is not None:
+        path = workdir / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        cfg_args = ["--configfile", str(path)]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--workflow-profile", str(ROOT / "workflow/profiles/default"), *cfg_args, *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def test_config():
+    return yaml.safe_load((ROOT / "config/test.yaml").read_text())
+
+
+def mlflow_runs(workdir: Path, experiment: str, view="active"):
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'results/mlflow.db'}")
+    exp = client.get_experiment_by_name(experiment)
+    vt = ViewType.ACTIVE_ONLY if view == "active" else ViewType.ALL
+    return client, client.search_runs([exp.experiment_id], run_view_type=vt, max_results=1000)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """The small config at --cores 8: 8 training jobs at once against one SQLite store."""
+    work = tmp_path_factory.mktemp("pipeline")
+    cfg = test_config()
+    snakemake(work, "--cores", "8", config=cfg)
+    return work, cfg
+
+
+def test_every_run_result_is_complete(pipeline):
+    work, cfg = pipeline
+    for exp in cfg["experiments"]:
+        for backend in cfg["backends"]:
+            r = json.loads((work / f"results/runs/{exp}/{backend}-cpu.json").read_text())
+            assert r["status"] == "ok", r["message"]
+            assert r["metrics"]["test"]["accuracy"] > 0.75
+            for key in ("accuracy", "precision", "recall", "f1", "confusion_matrix"):
+                assert key in r["metrics"]["train"]
+            t = r["timings"]
+            assert t["train_samples_per_s"]["median"] > 0 and len(t["train_samples_per_s"]["raw"]) == cfg["repeats"]
+            assert t["inference_samples_per_s"]["median"] > 0
+            assert r["environment"]["fingerprint"] and r["mlflow"]["run_id"]
+            if backend != "numpy":
+                assert r["parity"]["max_rel_loss_deviation"] < 1e-3
+            assert r["reported"][0]["measured"] is not None
+
+
+def test_mlflow_has_every_run_complete(pipeline):
+    work, cfg = pipeline
+    client, runs = mlflow_runs(work, cfg["mlflow"]["experiment"])
+    keys = sorted(r.data.tags["run_key"] for r in runs)
+    assert keys == sorted(f"{e}/{b}/cpu" for e in cfg["experiments"] for b in cfg["backends"])
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert {"experiment", "dataset", "backend", "mode", "device", "fingerprint"} <= set(run.data.tags)
+        assert "spec.optimizer.learning_rate" in run.data.params
+        assert "train_accuracy" in run.data.metrics and "train_samples_per_s_median" in run.data.metrics
+        history = client.get_metric_history(run.info.run_id, "loss")
+        assert [m.step for m in history] == list(range(len(history))) and len(history) > 1
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert "result.json" in artifacts and any(p.endswith(".png") for p in artifacts)
+
+
+def test_report_and_summary_written(pipeline):
+    work, cfg = pipeline
+    import pandas as pd
+
+    summary = pd.read_csv(work / "results/summary.csv")
+    assert len(summary) == len(cfg["experiments"]) * len(cfg["backends"])
+    html = (work / "results/report/index.html").read_text()
+    for backend in cfg["backends"]:
+        assert backend in html
+    assert "moons-mlp" in html and "moons-logistic" in html
+
+
+def test_rerun_leaves_no_duplicate_runs_and_sweeps_orphans(pipeline):
+    work, cfg = pipeline
+    client, before = mlflow_runs(work, cfg["mlflow"]["experiment"])
+    # A job killed while logging leaves a run RUNNING: make one through the real store.
+    orphan = client.create_run(before[0].info.experiment_id, tags={"run_key": "killed/job/cpu"})
+    target = f"results/runs/{cfg['experiments'][0]}/torch-cpu.json"
+    snakemake(work, "--cores", "2", target, "--forcerun", "train", "--allowed-rules", "train", config=cfg)
+    client, after = mlflow_runs(work, cfg["mlflow"]["experiment"])
+    keys = [r.data.tags["run_key"] for r in after]
+    assert len(keys) == len(set(keys)), "a rerun left two active runs for one job"
+    assert client.get_run(orphan.info.run_id).info.status == "KILLED"
+    assert not [r for r in after if r.info.status == "RUNNING"]
+
+
+def test_diverging_run_is_recorded_and_pipeline_goes_on(tmp_path):
+    cat = yaml.safe_load((ROOT / "config/experiments.yaml").read_text())
+    boom = dict(cat["experiments"]["moons-logistic"], optimizer={"name": "sgd", "learning_rate": 1.0e30})
+    cat["experiments"] = {"moons-boom": boom, "moons-logistic": cat["experiments"]["moons-logistic"]}
+    (tmp_path / "catalogue.yaml").write_text(yaml.safe_dump(cat))
+    cfg = test_config() | {"experiments": ["moons-boom", "moons-logistic"], "backends": ["numpy", "jax"],
+                           "catalogue": str(tmp_path / "catalogue.yaml"), "repeats": 1}
+    snakemake(tmp_path, "--cores", "2", config=cfg)
+    r = json.loads((tmp_path / "results/runs/moons-boom/jax-cpu.json").read_text())
+    assert r["status"] == "diverged" and "NaN" in r["message"] and r["loss_history"]
+    ok = json.loads((tmp_path / "results/runs/moons-logistic/jax-cpu.json").read_text())
+    assert ok["status"] == "ok"
+    assert "diverged" in (tmp_path / "results/report/index.html").read_text()
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ({"bogus_key": 1}, "bogus_key"),
+        ({"threads": 0}, "threads"),
+        ({"backends": ["numpy", "caffe"]}, "unknown backend"),
+        ({"experiments": ["moons-nope"]}, "unknown experiment"),
+        ({"devices": ["tpu"]}, "tpu"),
+    ],
+)
+def test_bad_config_stops_with_a_clear_message(tmp_path, override, expected):
+    proc = snakemake(tmp_path, "-n", config=test_config() | override, check=False)
+    assert proc.returncode != 0
+    assert expected in proc.stdout + proc.stderr
+    assert not (tmp_path / "results/runs").exists()
+
+
+def test_gpu_jobs_are_not_scheduled_without_a_gpu(tmp_path):
+    """devices: [cpu, gpu] on a machine where no backend sees CUDA: cpu jobs only, never a failure."""
+    cfg = test_config() | {"devices": ["cpu", "gpu"], "backends": ["numpy", "torch"]}
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules", config=cfg)
+    import backends
+
+    if "gpu" in backends.get_backend("torch").devices():
+        pytest.skip("this machine has a GPU; the skip path is exercised only without one")
+    assert "no gpu job" in proc.stderr
+    assert "-gpu.json" not in proc.stdout
