@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
+from datasets import hotels, mnist, toy
 from datasets.base import Dataset, DatasetError, load
-from datasets.toy import moons
 
+# Module attributes stay modules (datasets.mnist is the module, not its function).
 GENERATORS: dict[str, Callable[..., Dataset]] = {
-    "moons": moons,
+    "linear": toy.linear,
+    "moons": toy.moons,
+    "circles": toy.circles,
+    "sine": toy.sine,
+    "spiral": toy.spiral,
+    "blobs4": toy.blobs4,
+    "blobs2": toy.blobs2,
+    "hotels-linear": hotels.hotels_linear,
+    "hotels": hotels.hotels,
+    "hotels-hot": hotels.hotels_hot,
+    "hotels-category": hotels.hotels_category,
+    "mnist": mnist.mnist,
+    "mnist10k": mnist.mnist10k,
 }
 
 
@@ -22,6 +36,12 @@ def build(name: str, **params) -> Dataset:
         gen = GENERATORS[name]
     except KeyError:
         raise DatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(GENERATORS)}") from None
+    accepted = inspect.signature(gen).parameters
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise DatasetError(
+            f"dataset {name!r} takes no parameter(s) {', '.join(unknown)}; it accepts: {', '.join(accepted)}"
+        )
     return gen(**params)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def load(npz_path: str | Path, meta_path: str | Path | None = None) -> Dataset:
         meta = json.loads(meta_path.read_text())
         with np.load(npz_path) as z:
             arrays = {k: z[k] for k in ARRAYS}
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # BadZipFile: not an npz
         raise DatasetError(
             f"cannot read dataset {npz_path} ({e}); delete it and rerun the pipeline to regenerate it"
         ) from e

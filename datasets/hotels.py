@@ -42,13 +42,15 @@ HOT_RULE = (
     "close but rated 2.7) and gives exactly 11 hot of the 24 training rows, as the book's confusion matrix implies; "
     "no row is forced. Test split: 5 hot of 8."
 )
-GOLD_MIN_RATING = 4.0
-SILVER_MIN_RATING = 3.0
+CATEGORY_DISTANCE_WEIGHT = 0.05  # one rating point per 20 miles from the centre
+GOLD_MIN_SCORE = 4.0
+SILVER_MIN_SCORE = 3.0
 CATEGORY_RULE = (
-    f"category by rating band: gold if rating >= {GOLD_MIN_RATING}, silver if {SILVER_MIN_RATING} <= rating < "
-    f"{GOLD_MIN_RATING}, bronze below. It reproduces the book's printed first five (ratings 3.5, 4.8, 3.7, 4.3, 2.7 -> "
-    "silver, gold, silver, gold, bronze); no row is forced. Training split: 7 gold, 11 silver, 6 bronze; "
-    "test split: 6 gold, 1 silver, 1 bronze."
+    f"score = rating - {CATEGORY_DISTANCE_WEIGHT} x distance (a rating point lost per 20 mi from the centre), "
+    f"rounded to 6 decimals; gold if score >= {GOLD_MIN_SCORE}, silver if {SILVER_MIN_SCORE} <= score < "
+    f"{GOLD_MIN_SCORE}, bronze below. It reproduces the book's printed first five (scores 3.49, 4.79, 3.675, "
+    "4.265, 2.66 -> silver, gold, silver, gold, bronze); no row is forced. Training split: 4 gold, 11 silver, "
+    "9 bronze; test split: 4 gold, 3 silver, 1 bronze."
 )
 
 
@@ -56,8 +58,10 @@ def hot_label(distance: np.ndarray, rating: np.ndarray) -> np.ndarray:
     return ((rating >= HOT_MIN_RATING) & (distance < HOT_MAX_DISTANCE)).astype(np.int64)
 
 
-def category_label(rating: np.ndarray) -> np.ndarray:
-    return np.where(rating >= GOLD_MIN_RATING, 0, np.where(rating >= SILVER_MIN_RATING, 1, 2)).astype(np.int64)
+def category_label(distance: np.ndarray, rating: np.ndarray) -> np.ndarray:
+    """0 gold, 1 silver, 2 bronze (rounding keeps a score on a threshold off float noise)."""
+    score = np.round(rating - CATEGORY_DISTANCE_WEIGHT * distance, 6)
+    return np.where(score >= GOLD_MIN_SCORE, 0, np.where(score >= SILVER_MIN_SCORE, 1, 2)).astype(np.int64)
 
 
 def _split_meta(n_train: int, n_test: int) -> dict:
@@ -175,9 +179,9 @@ def hotels_category(seed: int | None = None) -> Dataset:
     return Dataset(
         "hotels-category",
         tr[:, :2],
-        category_label(tr[:, 1]),
+        category_label(tr[:, 0], tr[:, 1]),
         te[:, :2],
-        category_label(te[:, 1]),
+        category_label(te[:, 0], te[:, 1]),
         meta={
             "source": "vidl ch.4",
             "task": "multiclass",
@@ -186,8 +190,9 @@ def hotels_category(seed: int | None = None) -> Dataset:
             "params": {
                 "generator": "verbatim features (vidl ch.2 table), labels by rule",
                 "rule": CATEGORY_RULE,
-                "gold_min_rating": GOLD_MIN_RATING,
-                "silver_min_rating": SILVER_MIN_RATING,
+                "distance_weight": CATEGORY_DISTANCE_WEIGHT,
+                "gold_min_score": GOLD_MIN_SCORE,
+                "silver_min_score": SILVER_MIN_SCORE,
             },
             "split": _split_meta(len(tr), len(te)),
             "reconstructed_labels": True,

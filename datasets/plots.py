@@ -1,17 +1,17 @@
 """Pictures of a dataset: a scatter of the 2-D sets, price plots of the hotel regressions,
-a grid of MNIST digits. Matplotlib with the Agg backend (no display needed)."""
+a grid of MNIST digits. Matplotlib's object API on the Agg canvas: no display, no pyplot
+global state, so it is safe beside other plotting code in the same process."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from datasets.base import Dataset, DatasetError  # noqa: E402
+from datasets.base import Dataset, DatasetError
 
 CMAP = "tab10"
 
@@ -27,11 +27,16 @@ def _axis_names(ds: Dataset) -> list[str]:
     return ds.meta.get("feature_names") or [f"x{i}" for i in range(ds.X_train.shape[1])]
 
 
-def _save(fig, path: str | Path) -> Path:
+def _figure(figsize: tuple[float, float]) -> Figure:
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -45,7 +50,8 @@ def scatter(ds: Dataset, path: str | Path) -> Path:
     if n_features > 2:
         raise DatasetError(f"scatter: dataset {ds.name!r} has {n_features} features; it draws 1-D or 2-D data only")
     names = _axis_names(ds)
-    fig, ax = plt.subplots(figsize=(7, 5.5))
+    fig = _figure((7, 5.5))
+    ax = fig.subplots()
     if ds.task == "regression":
         color = None
         if n_features == 2:
@@ -65,7 +71,7 @@ def scatter(ds: Dataset, path: str | Path) -> Path:
         Xt = ds.X_test if n_features == 2 else np.c_[ds.X_test, np.zeros(len(ds.X_test))]
         small = len(ds.y_train) < 100
         for k, cname in enumerate(class_names):
-            color = plt.get_cmap(CMAP)(k % 10)
+            color = colormaps[CMAP](k % 10)
             m = ds.y_train == k
             ax.scatter(X[m, 0], X[m, 1], s=60 if small else 8, color=color, alpha=0.8, label=f"{cname} (train)")
             m = ds.y_test == k
@@ -86,7 +92,8 @@ def sample_grid(ds: Dataset, path: str | Path, rows: int = 4, cols: int = 8) -> 
     if side * side != ds.X_train.shape[1]:
         raise DatasetError(f"sample_grid: dataset {ds.name!r} has {ds.X_train.shape[1]} features, not square images")
     n = min(rows * cols, len(ds.X_train))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.4))
+    fig = _figure((cols * 1.2, rows * 1.4))
+    axes = fig.subplots(rows, cols)
     for i, ax in enumerate(np.ravel(axes)):
         ax.axis("off")
         if i < n:

@@ -21,11 +21,14 @@ ADL1_EVAL = (
 )
 
 
-def _check(name: str, **conditions: bool) -> None:
-    """Raise a DatasetError naming the first parameter condition that fails."""
+def _check(name: str, conditions: dict[str, bool]) -> None:
+    """Raise a DatasetError naming the first violated condition ({"what must hold": holds})."""
     for what, ok in conditions.items():
         if not ok:
-            raise DatasetError(f"dataset {name!r}: invalid parameter ({what.replace('_', ' ')}); see its docstring")
+            raise DatasetError(
+                f"dataset {name!r}: {what}; change that parameter (the defaults and their reasons are in "
+                "datasets/toy.py)"
+            )
 
 
 def _split_dataset(
@@ -40,9 +43,9 @@ def _split_dataset(
 ) -> Dataset:
     """Stratified, seeded train/test split of (X, y) and the common metadata."""
     if isinstance(test_size, float):
-        _check(name, test_size_must_lie_in_0_1=0.0 < test_size < 1.0)
+        _check(name, {"test_size must lie in (0, 1) as a fraction": 0.0 < test_size < 1.0})
     else:
-        _check(name, test_size_must_be_between_1_and_n_samples_minus_1=0 < test_size < len(y))
+        _check(name, {"test_size as a count must lie in 1..n_samples-1": 0 < test_size < len(y)})
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=test_size, random_state=seed, stratify=y)
     meta = {
         **meta,
@@ -69,7 +72,9 @@ def linear(
     every seed, and flip_y 0.006 (labels redrawn at random, about half of them flipped)
     leaves ~3 wrong of 1000, the article's figure.
     """
-    _check("linear", n_samples_must_be_at_least_20=n_samples >= 20, flip_y_must_lie_in_0_1=0.0 <= flip_y < 1.0)
+    _check(
+        "linear", {"n_samples must be at least 20": n_samples >= 20, "flip_y must lie in [0, 1)": 0.0 <= flip_y < 1.0}
+    )
     X, y = make_classification(
         n_samples=n_samples,
         n_features=2,
@@ -116,7 +121,7 @@ def linear(
 
 def moons(seed: int = 0, n_samples: int = 1000, noise: float = 0.05, test_size: float = 0.2) -> Dataset:
     """adl1 §2.2/§3.1: two interleaving half circles (the article's noise 0.05, seed 0)."""
-    _check("moons", n_samples_must_be_at_least_20=n_samples >= 20, noise_must_be_non_negative=noise >= 0)
+    _check("moons", {"n_samples must be at least 20": n_samples >= 20, "noise must be >= 0": noise >= 0})
     X, y = make_moons(n_samples=n_samples, noise=noise, random_state=seed)
     return _split_dataset(
         "moons",
@@ -142,9 +147,11 @@ def circles(
     """adl1 §2.3/§3.2: a small circle inside a large one; no line separates them."""
     _check(
         "circles",
-        n_samples_must_be_at_least_20=n_samples >= 20,
-        noise_must_be_non_negative=noise >= 0,
-        factor_must_lie_in_0_1=0.0 < factor < 1.0,
+        {
+            "n_samples must be at least 20": n_samples >= 20,
+            "noise must be >= 0": noise >= 0,
+            "factor must lie in (0, 1)": 0.0 < factor < 1.0,
+        },
     )
     X, y = make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=seed)
     return _split_dataset(
@@ -195,9 +202,13 @@ def sine(
     halves = 2 * periods
     _check(
         "sine",
-        periods_must_be_at_least_1=periods >= 1,
-        n_samples_must_be_a_multiple_of_2_x_periods=n_samples > 0 and n_samples % halves == 0,
-        noise_must_be_non_negative=noise >= 0,
+        {
+            "periods must be at least 1": periods >= 1,
+            "n_samples must be a positive multiple of 2 x periods": halves > 0
+            and n_samples > 0
+            and n_samples % halves == 0,
+            "noise must be >= 0": noise >= 0,
+        },
     )
     rng = np.random.RandomState(seed)
     i = np.arange(n_samples)
@@ -250,9 +261,11 @@ def spiral(
     """
     _check(
         "spiral",
-        n_per_class_must_be_at_least_10=n_per_class >= 10,
-        n_classes_must_be_at_least_2=n_classes >= 2,
-        noise_must_be_non_negative=noise >= 0,
+        {
+            "n_per_class must be at least 10": n_per_class >= 10,
+            "n_classes must be at least 2": n_classes >= 2,
+            "noise must be >= 0": noise >= 0,
+        },
     )
     rng = np.random.RandomState(seed)
     Xs, ys = [], []
@@ -307,11 +320,7 @@ def _blobs(
     choice: str,
     notes: list[str],
 ) -> Dataset:
-    _check(
-        name,
-        n_samples_must_be_at_least_20=n_samples >= 20,
-        cluster_std_must_be_positive=cluster_std > 0,
-    )
+    _check(name, {"n_samples must be at least 20": n_samples >= 20, "cluster_std must be > 0": cluster_std > 0})
     X, y = make_blobs(n_samples=n_samples, centers=centers, cluster_std=cluster_std, random_state=seed)
     k = len(centers)
     return _split_dataset(

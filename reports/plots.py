@@ -16,6 +16,7 @@ import numpy as np
 matplotlib.use("Agg")
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import EngFormatter  # noqa: E402
 
 from reports.results import (  # noqa: E402
     labels_in_order,
@@ -37,6 +38,7 @@ BACKEND_COLORS = {
     "jax": "#3b5bdb",
     "jax-eager": "#8ea2f0",
 }
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">"]
 CLASS_COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974"]
 
 
@@ -78,11 +80,14 @@ def loss_curves(runs: list[dict]) -> Figure | None:
     curves = [(r, a) for r, a in curves if np.isfinite(a).any()]
     if not curves:
         return None
-    fig = Figure(figsize=(7.2, 3.6))
+    fig = Figure(figsize=(5.4, 3.3))
     ax = fig.subplots()
     reference = reference_name(runs)
-    for r, a in curves:
+    n_epochs = max(len(a) for _, a in curves)
+    every = max(n_epochs // 8, 1)
+    for i, (r, a) in enumerate(curves):
         ref = r["backend"] == reference
+        # coincident curves (that is the point of parity) stay tellable apart by staggered markers
         ax.plot(
             np.arange(1, len(a) + 1),
             a,
@@ -90,6 +95,9 @@ def loss_curves(runs: list[dict]) -> Figure | None:
             lw=3.2 if ref else 1.4,
             alpha=0.45 if ref else 0.95,
             ls="--" if r["device"] == "gpu" else "-",
+            marker=None if ref else MARKERS[i % len(MARKERS)],
+            markevery=(i % every, every),
+            markersize=4,
             label=describe(r) + (" [reference]" if ref else "") + ("" if r["status"] == "ok" else f" [{r['status']}]"),
             zorder=1 if ref else 2,
         )
@@ -98,7 +106,7 @@ def loss_curves(runs: list[dict]) -> Figure | None:
     ax.set_ylabel("training loss (log scale)")
     ax.set_title(f"{runs[0]['experiment']}: loss per epoch", fontsize=11)
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=2, frameon=False)
     return fig
 
 
@@ -199,7 +207,7 @@ def decision_boundaries(
     return fig
 
 
-def confusion_matrices(runs: list[dict], max_cols: int = 8) -> Figure | None:
+def confusion_matrices(runs: list[dict], max_cols: int = 6) -> Figure | None:
     """Train and test confusion matrices of every ok run of one experiment (row-normalized colour, counts)."""
     panels = []
     for r in sorted(runs, key=sort_key):
@@ -250,8 +258,8 @@ def throughput_bars(runs: list[dict]) -> Figure | None:
     kinds = [k for k in ("train", "inference") if speedup_vs_slowest(ok, k)]
     if not kinds:
         return None
-    fig = Figure(figsize=(5.2 * len(kinds), 0.45 * len(ok) + 1.3))
-    axes = fig.subplots(1, len(kinds), squeeze=False)[0]
+    fig = Figure(figsize=(5.0, (0.32 * len(ok) + 1.1) * len(kinds) + 0.3))
+    axes = fig.subplots(len(kinds), 1, squeeze=False)[:, 0]
     for ax, kind in zip(axes, kinds):
         speed = speedup_vs_slowest(ok, kind)
         rows = [r for r in ok if run_label(r) in speed][::-1]  # first run on top
@@ -264,7 +272,8 @@ def throughput_bars(runs: list[dict]) -> Figure | None:
         y = np.arange(len(rows))
         ax.barh(y, med, xerr=err, color=[color(r["backend"]) for r in rows], capsize=3, error_kw={"lw": 1})
         ax.set_yticks(y)
-        ax.set_yticklabels([describe(r) for r in rows], fontsize=8)
+        ax.set_yticklabels([describe(r) for r in rows], fontsize=9)
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
         log = med.max() / med.min() > 30
         if log:
             ax.set_xscale("log")
@@ -275,7 +284,7 @@ def throughput_bars(runs: list[dict]) -> Figure | None:
                 yi,
                 f"×{speed[run_label(r)]:.1f}",
                 va="center",
-                fontsize=8,
+                fontsize=9,
             )
         ax.set_xlim(right=top * (4 if log else 1.18))
         ax.set_xlabel(f"{kind} samples/s (median, p20–p80)", fontsize=9)

@@ -13,8 +13,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 # Every framework package, whichever backend ran: one run's backends share one fingerprint.
-PACKAGES = ("numpy", "torch", "tensorflow", "tensorflow-cpu", "keras", "jax", "jaxlib", "flax", "optax",
-            "scikit-learn", "mlflow", "snakemake")
+PACKAGES = (
+    "numpy",
+    "torch",
+    "tensorflow",
+    "tensorflow-cpu",
+    "keras",
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "scikit-learn",
+    "mlflow",
+    "snakemake",
+)
 
 
 def cpu_model() -> str:
@@ -40,8 +52,13 @@ def package_versions() -> dict[str, str]:
 def git_commit() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if sha.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

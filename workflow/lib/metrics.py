@@ -18,8 +18,9 @@ def classification(y: np.ndarray, out: np.ndarray, task: str, n_classes: int) ->
     pred = labels_from_output(out, task)
     labels = list(range(n_classes))
     average = "binary" if task == "binary" else "macro"
-    p, r, f, _ = skm.precision_recall_fscore_support(y, pred, labels=labels if average == "macro" else None,
-                                                      average=average, zero_division=0)
+    p, r, f, _ = skm.precision_recall_fscore_support(
+        y, pred, labels=labels if average == "macro" else None, average=average, zero_division=0
+    )
     proba = np.column_stack([1 - out[:, 0], out[:, 0]]) if task == "binary" else out
     proba = np.clip(proba.astype(np.float64), 1e-15, 1)
     return {

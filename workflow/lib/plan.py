@@ -119,7 +119,10 @@ def probe_gpus(names: list[str]) -> dict[str, dict]:
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "workflow.scripts.probe_devices", *names],
-            capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=Path(__file__).resolve().parents[2],
         )
         return json.loads(proc.stdout.strip().splitlines()[-1])
     except (subprocess.SubprocessError, OSError, json.JSONDecodeError, IndexError) as e:

@@ -259,8 +259,14 @@ def _decision_grid(backend, spec, params, prep: Prepared, device) -> dict:
     pts = np.column_stack([gx.ravel(), gy.ravel()]).astype(np.float32)
     out = backend.predict(spec, params, prep.to_model_x(pts), device)
     if prep.ds.task == "regression":
-        return {"xlim": [float(xs[0]), float(xs[-1])], "ylim": [float(ys[0]), float(ys[-1])], "shape": [GRID, GRID],
-                "classes": None, "values": np.round(prep.to_original_y(out)[:, 0], 4).tolist(), "proba": None}
+        return {
+            "xlim": [float(xs[0]), float(xs[-1])],
+            "ylim": [float(ys[0]), float(ys[-1])],
+            "shape": [GRID, GRID],
+            "classes": None,
+            "values": np.round(prep.to_original_y(out)[:, 0], 4).tolist(),
+            "proba": None,
+        }
     return {
         "xlim": [float(xs[0]), float(xs[-1])],
         "ylim": [float(ys[0]), float(ys[-1])],

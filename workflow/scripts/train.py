@@ -45,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 plots = write_figures([result], Path(tmp), args.results)
-                log_run(result, plots, resolve_uri(args.uri or None, args.results), args.mlflow_experiment,
-                        args.results)
+                log_run(
+                    result, plots, resolve_uri(args.uri or None, args.results), args.mlflow_experiment, args.results
+                )
             except Exception as e:  # noqa: BLE001 - the computed result is kept either way
                 result["mlflow"] = {"error": f"{type(e).__name__}: {e}"}
                 print(f"warning: MLflow logging failed, run result kept: {e}", file=sys.stderr)

@@ -1,0 +1,118 @@
+"""MLflow logging against the real store: many writers at once, orphan sweep, reruns, the REST API."""
+
+import json
+import multiprocessing as mp
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from workflow.lib import catalogue
+from workflow.lib.runner import JobConfig, run_job
+from workflow.lib.tracking import default_uri, init_store, log_run
+
+N_WRITERS = 8
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    """A real run result: moons-logistic trained by the NumPy reference for a few epochs."""
+    import datasets
+
+    d = tmp_path_factory.mktemp("ds")
+    datasets.build("moons", seed=0).save(d / "moons.npz", d / "moons.json")
+    exp = catalogue.load()["moons-logistic"]
+    return run_job(exp, "numpy", "cpu", d / "moons.npz", JobConfig(repeats=1, epochs_scale=0.1))
+
+
+def _client(results: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=default_uri(results))
+
+
+def _log(args):
+    result, i, results = args
+    r = json.loads(json.dumps(result))
+    r["experiment"] = f"exp{i}"
+    return log_run(r, [], default_uri(results), "parallel", results)["run_id"]
+
+
+def test_many_parallel_writers_lose_no_run(result, tmp_path):
+    results = tmp_path / "results"
+    init_store(default_uri(results), "parallel", results)
+    with mp.get_context("spawn").Pool(N_WRITERS) as pool:
+        ids = pool.map(_log, [(result, i, results) for i in range(N_WRITERS)])
+    client = _client(results)
+    exp = client.get_experiment_by_name("parallel")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    assert sorted(r.info.run_id for r in runs) == sorted(ids)
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert run.data.metrics["train_accuracy"] == pytest.approx(result["metrics"]["train"]["accuracy"])
+        assert len(client.get_metric_history(run.info.run_id, "loss")) == len(result["loss_history"])
+
+
+def test_rerun_replaces_the_run_and_orphans_are_killed(result, tmp_path):
+    results = tmp_path / "results"
+    uri = default_uri(results)
+    exp_id = init_store(uri, "rerun", results)
+    client = _client(results)
+    orphan = client.create_run(exp_id)  # what a job killed while logging leaves behind
+    first = log_run(dict(result), [], uri, "rerun", results)["run_id"]
+    second = log_run(dict(result), [], uri, "rerun", results)["run_id"]
+    active = client.search_runs([exp_id], filter_string="tags.run_key = 'moons-logistic/numpy/cpu'")
+    assert [r.info.run_id for r in active] == [second]
+    assert client.get_run(first).info.lifecycle_stage == "deleted"
+    assert client.get_run(orphan.info.run_id).info.status == "KILLED"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_mlflow_server_serves_the_runs_over_rest(result, tmp_path):
+    results = tmp_path / "results"
+    uri = default_uri(results)
+    run_id = log_run(dict(result), [], uri, "served", results)["run_id"]
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"mlflow server did not start: {server.stderr.read()[-2000:]}")
+                time.sleep(0.5)
+        with urllib.request.urlopen(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=served") as r:
+            exp_id = json.load(r)["experiment"]["experiment_id"]
+        req = urllib.request.Request(
+            f"{base}/api/2.0/mlflow/runs/search", data=json.dumps({"experiment_ids": [exp_id]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req) as r:
+            runs = json.load(r)["runs"]
+        assert [r["info"]["run_id"] for r in runs] == [run_id]
+        tags = {t["key"]: t["value"] for t in runs[0]["data"]["tags"]}
+        assert tags["backend"] == "numpy" and tags["experiment"] == "moons-logistic"
+        metrics = {m["key"]: m["value"] for m in runs[0]["data"]["metrics"]}
+        assert metrics["train_accuracy"] == pytest.approx(result["metrics"]["train"]["accuracy"])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
