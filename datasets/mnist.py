@@ -27,6 +27,7 @@ MD5 = {
 }
 TRAIN_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+FILES = (*TRAIN_FILES, *TEST_FILES)  # the four the full `mnist` needs
 VENDORED_DIR = Path(__file__).resolve().parent / "data" / "mnist"
 DIR_ENV = "FWBENCH_MNIST_DIR"
 SOURCE = "mlf2; vidl ch.5"
@@ -107,7 +108,7 @@ def load_pair(directory: str | Path, images_name: str, labels_name: str) -> tupl
     return X, labels.astype(np.int64)
 
 
-def missing_files(directory: str | Path | None, names: tuple[str, ...] = (*TRAIN_FILES, *TEST_FILES)) -> list[str]:
+def missing_files(directory: str | Path | None, names: tuple[str, ...] = FILES) -> list[str]:
     """The canonical files absent from directory (all of them when directory is None)."""
     if directory is None:
         return list(names)
@@ -115,8 +116,8 @@ def missing_files(directory: str | Path | None, names: tuple[str, ...] = (*TRAIN
 
 
 def configured_directory(directory: str | Path | None = None) -> Path | None:
-    """The directory argument, else the FWBENCH_MNIST_DIR environment variable, else None."""
-    if directory is not None:
+    """The directory argument, else the FWBENCH_MNIST_DIR environment variable, else None ("" counts as unset)."""
+    if directory is not None and str(directory) != "":
         return Path(directory)
     env = os.environ.get(DIR_ENV)
     return Path(env) if env else None
@@ -127,7 +128,7 @@ def _require(directory: Path | None, names: tuple[str, ...], dataset: str) -> Pa
     if directory is None:
         raise DatasetError(
             f"dataset {dataset!r} needs a directory holding {', '.join(names)}: pass directory=... "
-            f"(the dataset parameter `directory`) or set {DIR_ENV}; no download mirror is reachable from here"
+            f"(in the pipeline: the config key mnist_dir) or set {DIR_ENV}; no download mirror is reachable from here"
         )
     if missing:
         raise DatasetError(
@@ -155,7 +156,7 @@ def mnist(directory: str | Path | None = None, seed: int | None = None) -> Datas
     directory holds the four canonical .gz files (default: $FWBENCH_MNIST_DIR). The split
     is fixed by the files, so the seed has no effect.
     """
-    d = _require(configured_directory(directory), (*TRAIN_FILES, *TEST_FILES), "mnist")
+    d = _require(configured_directory(directory), FILES, "mnist")
     Xtr, ytr = load_pair(d, *TRAIN_FILES)
     Xte, yte = load_pair(d, *TEST_FILES)
     return Dataset(
@@ -166,7 +167,7 @@ def mnist(directory: str | Path | None = None, seed: int | None = None) -> Datas
         yte,
         meta=_meta(
             params={
-                "files": {n: MD5[n] for n in (*TRAIN_FILES, *TEST_FILES)},
+                "files": {n: MD5[n] for n in FILES},
                 "pixels": "28x28 uint8 / 255 -> 784 float32 features in [0, 1]",
             },
             seed=None,

@@ -2,7 +2,8 @@
 
 adl1's datasets follow the article's own construction (its scikit-learn calls and its
 `make_sine_wave` / `make_multiclass` helpers), drawn from NumPy's legacy RandomState stream
-as the article's code was, so the default seed gives the article's points. adl1 reports
+as the article's code was, so the default seed gives the article's points (linear excepted:
+see its docstring). adl1 reports
 accuracy on its training data (the whole set); we also hold out a stratified 20% test split
 so the pipeline can report both: the article's figure compares with train accuracy.
 """
@@ -244,7 +245,9 @@ def sine(
             "notes": [
                 "rule: x in [-3pi, 3pi], 12 half-periods of 200 points; class alternates per hump; y pushed off "
                 "the axis by |N(0.1, 0.1)|; hump k shifted right by 0.3k (the article's helper)",
-                "the article gets 14 wrong of 2400 (0.994) with 3 tanh layers of 64 units",
+                "the article gets 14 wrong of 2400 (0.994) with 3 tanh layers of 64 units; the 0.3 gaps make the "
+                "humps separable, and the NumPy reference (Adam 1e-3, 50 epochs, batch 32) gets 1.000 on "
+                "standardized features and 0.9975-1.000 on raw ones",
                 ADL1_EVAL,
             ],
         },
@@ -359,7 +362,10 @@ def blobs4(seed: int = 0, n_samples: int = 4000, cluster_std: float = 1.13, test
         choice="the document's 4:1 split (3200/800); stratified, seeded",
         notes=[
             "doc silent on centres and spread: centres fixed at (+-2, +-2), cluster_std 1.13 chosen so the "
-            "Bayes accuracy is Phi(2/1.13)^2 = 0.925, next to the document's test accuracy 0.9225"
+            "Bayes accuracy is Phi(2/1.13)^2 = 0.925, next to the document's test accuracy 0.9225",
+            "measured: a converged softmax (sklearn LogisticRegression, C=1e6) gets test accuracy 0.925 and test "
+            "loss 0.21 on average over seeds 0-9 (0.926 at seed 0; document: 0.9225, loss 0.1815); Adam at "
+            "lr 0.001 needs ~20-50 epochs on standardized features to get there, not the document's 10",
         ],
     )
 
@@ -376,6 +382,8 @@ def blobs2(seed: int = 0, n_samples: int = 1000, cluster_std: float = 0.86, test
         choice="doc silent on size: 1000 points, the document's 4:1 split (800/200); stratified, seeded",
         notes=[
             "doc silent on size, centres and spread: 1000 points, centres (+-2, 0), cluster_std 0.86 chosen so "
-            "the Bayes accuracy is Phi(2/0.86) = 0.990, the document's test accuracy 0.99"
+            "the Bayes accuracy is Phi(2/0.86) = 0.990, the document's test accuracy 0.99",
+            "measured: a converged logistic model gets test accuracy 0.985-1.0 (seeds 0-2), test loss 0.014-0.033 "
+            "(document: 0.99, loss 0.0514)",
         ],
     )

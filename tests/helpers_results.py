@@ -320,30 +320,32 @@ def build_results(
     results_dir: str | Path,
     seed: int = 0,
     names: tuple[str, ...] = ("numpy", "torch", "jax-eager"),
-    side_files: bool = True,
+    problems: bool = True,
 ) -> list[dict]:
     """Train every fixture case for every backend name and write the results tree.
 
-    Also writes, when side_files: the moons dataset (.npz, .json, .png), config.json, devices.json
-    (GPU absent), and one real failed run (the reference asked for a GPU it does not have).
+    Also writes the moons dataset (.npz, .json, .png), config.json and devices.json (no GPU).
+    With problems: a run that really diverges (line-diverge) and one that really fails (the
+    reference asked for a GPU it does not have; devices.json then lists a GPU for it).
     """
     results_dir = Path(results_dir)
     runs = []
     for name, case in cases(seed).items():
+        if name == "line-diverge" and not problems:
+            continue
         ref = train_run(case, backends.REFERENCE, seed=seed)
         runs.append(ref)
         if name != "line-diverge":
             runs += [train_run(case, b, seed=seed, reference=ref) for b in names if b != backends.REFERENCE]
-    if side_files:
+    if problems:
         runs.append(train_run(cases(seed)["moons-mlp"], backends.REFERENCE, device="gpu", seed=seed))
     for r in runs:
         write_run(results_dir, r)
-    if side_files:
-        _write_side_files(results_dir, names, seed)
+    _write_side_files(results_dir, names, seed, problems)
     return runs
 
 
-def _write_side_files(results_dir: Path, names: tuple[str, ...], seed: int) -> None:
+def _write_side_files(results_dir: Path, names: tuple[str, ...], seed: int, problems: bool) -> None:
     from matplotlib.figure import Figure
 
     moons = cases(seed)["moons-mlp"].dataset
@@ -357,5 +359,6 @@ def _write_side_files(results_dir: Path, names: tuple[str, ...], seed: int) -> N
     config = {"seed": seed, "backends": list(names), "devices": "auto", "experiments": list(cases(seed))}
     (results_dir / "config.json").write_text(json.dumps(config, indent=2))
     devices = {n: {"devices": ["cpu"], "reason": "no CUDA device seen on this machine"} for n in names}
-    devices[backends.REFERENCE] = {"devices": ["cpu", "gpu"], "reason": "gpu forced in the config"}
+    if problems:
+        devices[backends.REFERENCE] = {"devices": ["cpu", "gpu"], "reason": "gpu forced in the config"}
     (results_dir / "devices.json").write_text(json.dumps(devices, indent=2))

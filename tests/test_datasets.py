@@ -251,8 +251,9 @@ def test_mnist_loader_says_where_to_put_missing_files(tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match=r"train-images-idx3-ubyte\.gz.*not found in"):
         mnist_module.mnist(directory=tmp_path)
     monkeypatch.delenv(mnist_module.DIR_ENV, raising=False)
-    with pytest.raises(DatasetError, match=f"pass directory=.*{mnist_module.DIR_ENV}"):
-        mnist_module.mnist()
+    for unset in (None, ""):  # an empty config value means "not configured", not the current folder
+        with pytest.raises(DatasetError, match=f"pass directory=.*{mnist_module.DIR_ENV}"):
+            mnist_module.mnist(directory=unset)
 
 
 def _idx_gz(path, magic: int, dims: tuple[int, ...], payload: bytes) -> None:
@@ -336,3 +337,11 @@ def test_plot_kinds_refuse_the_wrong_data(tmp_path):
         plots.scatter(_default("mnist10k"), tmp_path / "x.png")
     with pytest.raises(DatasetError, match="not square images"):
         plots.sample_grid(_default("moons"), tmp_path / "y.png")
+
+
+def test_full_mnist_rejects_a_wrong_file_under_a_canonical_name(t10k_copy):
+    """The test pair copied in as the training pair: right format, wrong files, so never used."""
+    for src, dst in zip(T10K, ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")):
+        (t10k_copy / dst).write_bytes((t10k_copy / src).read_bytes())
+    with pytest.raises(DatasetError, match=r"train-images-idx3-ubyte\.gz.*f68b3c2dcbeaaa9fbdd348bbdeb94873"):
+        mnist_module.mnist(directory=t10k_copy)

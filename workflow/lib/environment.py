@@ -65,9 +65,10 @@ def git_commit() -> str:
 
 
 def fingerprint(device: str, device_info: dict, threads: int, dtype: str) -> dict:
-    """The environment of a run. The hash covers hardware, OS, versions, device, threads and
-    precision; the git commit is recorded beside it but kept out of the hash, so runs of two
-    code versions on one environment stay comparable (the report shows the commits)."""
+    """The environment of a run. The hash covers hardware, OS, all framework versions, device
+    (GPU model and driver), threads and precision, so every backend of one run on one device
+    shares it; the git commit is recorded beside it but kept out of the hash, so two code
+    versions on one environment stay comparable (the report shows the commits)."""
     env = {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
@@ -76,10 +77,12 @@ def fingerprint(device: str, device_info: dict, threads: int, dtype: str) -> dic
         "python": platform.python_version(),
         "versions": package_versions(),
         "device": device,
-        "device_name": device_info.get("name", cpu_model() if device == "cpu" else device),
-        "device_info": device_info,
+        "device_name": cpu_model() if device == "cpu" else str(device_info.get("name", device)),
+        "driver": None if device == "cpu" else device_info.get("driver"),
         "precision": {"dtype": dtype, "tf32": False},
     }
     env["fingerprint"] = hashlib.sha256(json.dumps(env, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    # Recorded beside the hash, not in it: backend-specific detail, and the code version.
+    env["device_info"] = device_info
     env["git_commit"] = git_commit()
     return env

@@ -18,5 +18,5 @@ rule dataset:
         f"{RESULTS}/logs/datasets/{{dataset}}.log",
     shell:
         "{PY} -m workflow.scripts.make_dataset --name {wildcards.dataset} --seed {params.seed}"
-        " --mnist-dir {params.mnist_dir:q} --npz {output.npz} --meta {output.meta} --plot {output.plot}"
+        " --mnist-dir={params.mnist_dir:q} --npz {output.npz} --meta {output.meta} --plot {output.plot}"
         " > {log} 2>&1"

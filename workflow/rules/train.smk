@@ -11,7 +11,7 @@ rule mlflow_store:
     log:
         f"{RESULTS}/logs/mlflow_store.log",
     shell:
-        "{PY} -m workflow.scripts.init_store --results {RESULTS} --uri {params.uri:q}"
+        "{PY} -m workflow.scripts.init_store --results {RESULTS} --uri={params.uri:q}"
         " --experiment {params.experiment:q} > {log} 2>&1"
 
 
@@ -46,7 +46,7 @@ rule train:
         f"{RESULTS}/logs/runs/{{experiment}}/{{backend}}-{{device}}.log",
     shell:
         "{PY} -m workflow.scripts.train --experiment {wildcards.experiment} --backend {wildcards.backend}"
-        " --device {wildcards.device} --dataset {input.dataset} --reference {params.reference:q}"
+        " --device {wildcards.device} --dataset {input.dataset} --reference={params.reference:q}"
         " --catalogue {params.catalogue} --threads {threads} --repeats {params.repeats} --seed {params.seed}"
         " --inference-batch {params.batch} --epochs-scale {params.scale} --results {RESULTS}"
-        " --uri {params.uri:q} --mlflow-experiment {params.experiment:q} --out {output} > {log} 2>&1"
+        " --uri={params.uri:q} --mlflow-experiment {params.experiment:q} --out {output} > {log} 2>&1"

@@ -1,0 +1,230 @@
+"""The CI regression check: compare a run's results with reports/baselines.json.
+
+    python -m reports.check --results results --baselines reports/baselines.json [--fail-on-throughput]
+
+Fails (exit 1, with a table of what regressed) when any run failed or diverged, or, for an
+experiment/run in the baselines: a quality metric (accuracy, F1, MSE) moved beyond its
+tolerance, the parity deviation exceeds its bound, or the run is missing (unless
+results/devices.json says it was not scheduled, e.g. no GPU). Throughput is compared only as ratios between runs of the
+same pipeline run (see reports.baselines); a ratio that moved by more than the stated factor is
+flagged, and fails only with --fail-on-throughput or "throughput": {"fail": true} in the
+baselines. Ratios of runs whose environment fingerprint differs from the recorded one are
+printed as not comparable. Exit 0 with "all N checks passed" otherwise; exit 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from reports.results import (
+    ResultsError,
+    fingerprint,
+    load_devices,
+    load_runs,
+    metric,
+    not_scheduled,
+    num,
+    run_label,
+    throughput,
+)
+
+LOWER_IS_BETTER = {"mse", "mae", "loss"}
+
+
+@dataclass
+class Check:
+    experiment: str
+    run: str
+    metric: str
+    expected: str
+    got: str
+    tolerance: str
+    verdict: str
+    fails: bool = False
+    note: bool = False  # shown even when it does not fail (flagged, not comparable, not scheduled, new)
+
+
+def load_baselines(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsError(
+            f"baselines file {path} not found; create it from a trusted run with "
+            f"`python -m reports.baselines --results results --out {path}`"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as e:
+        raise ResultsError(f"cannot parse baselines {path}: {e}; regenerate it with python -m reports.baselines") from e
+    if not isinstance(data, dict) or data.get("schema_version") != 1 or not isinstance(data.get("experiments"), dict):
+        raise ResultsError(
+            f"{path} is not a schema_version 1 baselines file with an 'experiments' map; "
+            "regenerate it with python -m reports.baselines"
+        )
+    return data
+
+
+def g(v: float | None, spec: str = ".4g") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def check(
+    runs: list[dict], baselines: dict, devices: dict | None = None, fail_on_throughput: bool = False
+) -> list[Check]:
+    """Every check of the baselines against the runs (one results dir)."""
+    devices = devices or {}
+    tp = baselines.get("throughput") or {}
+    factor = float(tp.get("factor", 3.0))
+    tp_fails = fail_on_throughput or bool(tp.get("fail", False))
+    index = {(r["experiment"], run_label(r)): r for r in runs}
+    out: list[Check] = []
+    for exp, exp_base in sorted(baselines["experiments"].items()):
+        for label, base in sorted(exp_base.get("runs", {}).items()):
+            run = index.get((exp, label))
+            if run is None:
+                reason = not_scheduled(devices, base.get("backend", ""), base.get("device", ""))
+                if reason:
+                    out.append(Check(exp, label, "run", "present", "absent", "", f"not scheduled: {reason}", note=True))
+                else:
+                    out.append(Check(exp, label, "run", "present", "absent", "", "MISSING", fails=True))
+                continue
+            if run["status"] != "ok":
+                msg = (run.get("message") or "").strip().splitlines()
+                detail = f": {msg[0][:100]}" if msg else ""
+                out.append(Check(exp, label, "status", "ok", run["status"], "", f"FAILED{detail}", fails=True))
+                continue
+            out.append(Check(exp, label, "status", "ok", "ok", "", "pass"))
+            out += _quality(exp, label, run, base)
+            out += _parity(exp, label, run, base)
+            out += _throughput(exp, label, run, base, exp_base, index, factor, tp_fails)
+    for (exp, label), run in sorted(index.items()):
+        if label in (baselines["experiments"].get(exp) or {}).get("runs", {}):
+            continue
+        if run["status"] != "ok":  # a run that did not finish fails the check, baselined or not
+            out.append(Check(exp, label, "status", "ok", run["status"], "", "FAILED (not in baselines)", fails=True))
+        else:
+            out.append(Check(exp, label, "run", "—", "ok", "", "new: not in baselines", note=True))
+    return out
+
+
+def _quality(exp: str, label: str, run: dict, base: dict) -> list[Check]:
+    out = []
+    for key, b in sorted((base.get("metrics") or {}).items()):
+        split, _, name = key.partition(".")
+        expected, tol = float(b["expected"]), float(b["tolerance"])
+        got = metric(run, split, name)
+        row = Check(exp, label, key, g(expected), g(got), f"± {tol:.3g}", "pass")
+        if got is None or not math.isfinite(got):
+            row.verdict, row.fails = "FAILED: no value", True
+        elif abs(got - expected) > tol:
+            worse = (got > expected) if name in LOWER_IS_BETTER else (got < expected)
+            row.verdict = "REGRESSED" if worse else "CHANGED (better; refresh baselines if intended)"
+            row.fails = True
+        out.append(row)
+    return out
+
+
+def _parity(exp: str, label: str, run: dict, base: dict) -> list[Check]:
+    p = base.get("parity")
+    if not p:
+        return []
+    bound = float(p["bound"])
+    got = num((run.get("parity") or {}).get("max_rel_loss_deviation"))
+    row = Check(exp, label, "parity", f"≤ {bound:.3g}", g(got, ".3g"), f"bound {bound:.3g}", "pass")
+    if got is None or not math.isfinite(got):
+        row.verdict, row.fails = "FAILED: no parity value", True
+    elif got > bound:
+        row.verdict, row.fails = "BEYOND BOUND", True
+    return [row]
+
+
+def _throughput(
+    exp: str, label: str, run: dict, base: dict, exp_base: dict, index: dict, factor: float, fails: bool
+) -> list[Check]:
+    ratios = base.get("throughput") or {}
+    den_label = exp_base.get("ratio_to")
+    den = index.get((exp, den_label))
+    out = []
+    for kind in ("train", "inference"):
+        if kind not in ratios:
+            continue
+        expected = float(ratios[kind])
+        row = Check(exp, label, f"{kind} speed / {den_label}", f"{expected:.3g}", "—", f"÷{factor:g}…×{factor:g}", "")
+        a, b = throughput(run, kind), (throughput(den, kind) if den else None)
+        fp_run, fp_den = fingerprint(run), fingerprint(den) if den else None
+        if a is None or b is None:
+            row.verdict, row.note = f"not comparable: no {kind} throughput for this run or {den_label}", True
+        elif fp_run != base.get("fingerprint") or fp_den != exp_base.get("ratio_to_fingerprint"):
+            row.got = f"{a / b:.3g}"
+            row.verdict = (
+                f"not comparable: fingerprint {base.get('fingerprint')}/{exp_base.get('ratio_to_fingerprint')} "
+                f"→ {fp_run}/{fp_den}"
+            )
+            row.note = True
+        else:
+            got = a / b
+            row.got = f"{got:.3g}"
+            if got / expected > factor or expected / got > factor:
+                row.verdict = f"FLAGGED: ratio moved ×{got / expected:.2g}" + ("" if fails else " (not failing)")
+                row.fails, row.note = fails, True
+            else:
+                row.verdict = "pass"
+        out.append(row)
+    return out
+
+
+def table(rows: list[Check]) -> str:
+    frame = pd.DataFrame(
+        [
+            {
+                "experiment": r.experiment,
+                "backend": r.run,
+                "metric": r.metric,
+                "expected": r.expected,
+                "got": r.got,
+                "tolerance": r.tolerance,
+                "verdict": r.verdict,
+            }
+            for r in rows
+        ]
+    )
+    return frame.to_string(index=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m reports.check", description=__doc__.splitlines()[0])
+    ap.add_argument("--results", default="results", help="the results directory to check (default: results)")
+    ap.add_argument("--baselines", default="reports/baselines.json", help="the baselines file")
+    ap.add_argument("--fail-on-throughput", action="store_true", help="a flagged throughput ratio fails the check")
+    ap.add_argument("--verbose", action="store_true", help="print every check, not only failures and notes")
+    args = ap.parse_args(argv)
+    try:
+        baselines = load_baselines(args.baselines)
+        runs = load_runs(args.results)
+        devices = load_devices(args.results)
+    except ResultsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    rows = check(runs, baselines, devices, args.fail_on_throughput)
+    failed = [r for r in rows if r.fails]
+    shown = rows if args.verbose else [r for r in rows if r.fails or r.note]
+    counted = [r for r in rows if not (r.note and not r.fails)]
+    if shown:
+        print(table(shown))
+        print()
+    if failed:
+        print(f"{len(failed)} of {len(counted)} checks failed (baselines: {args.baselines})")
+        return 1
+    notes = len([r for r in rows if r.note])
+    print(f"all {len(counted)} checks passed" + (f" ({notes} note(s) above)" if notes else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
