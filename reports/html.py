@@ -1,6 +1,6 @@
 """The HTML report: one self-contained page (inline CSS, images as data URIs, no scripts, no requests).
 
-    python -m reports.html --results results --out results/report/index.html [--figures DIR]
+    python -m reports.html --results results --out results/report/index.html [--plots DIR]
 
 Sections: what was run, environment, documents vs measured, quality, throughput, parity,
 plots, problems. Tables are pandas Styler output over pre-escaped cells.
@@ -161,9 +161,13 @@ def what_was_run(runs: list[dict], results_dir: Path) -> str:
         spec = r0.get("spec") or {}
         model, opt = _spec_text(spec)
         recon = any(r.get("reconstructed_labels") for r in rs)
+        stand_in = r0.get("stands_in_for")
         rows.append(
             {
-                "experiment": Cell(f"<b>{esc(exp)}</b>"),
+                "experiment": Cell(
+                    f"<b>{esc(exp)}</b>"
+                    + (f'<br><span class="muted">stands in for {esc(stand_in)}</span>' if stand_in else "")
+                ),
                 "dataset": r0["dataset"],
                 "task": r0["task"],
                 "labels": Cell(badge("reconstructed", "warn"), css="") if recon else "as published",
@@ -251,7 +255,9 @@ def documents_vs_measured(runs: list[dict]) -> str:
                 "figure": f"{rep.get('split')} {rep.get('metric')}",
                 "source": rep.get("source") or "—",
                 "reported": numcell(rep.get("value"), ".4g"),
-                "tolerance": Cell(esc("± " + fmt(rep.get("tolerance"), ".3g")), cls="num"),
+                "tolerance": Cell(
+                    esc("± " + fmt(rep.get("tolerance"), ".3g")) if finite(rep.get("tolerance")) else "—", cls="num"
+                ),
                 "note": rep.get("note") or "",
             }
             for label in labels_in_order(rs):
@@ -279,7 +285,12 @@ def _measured_cell(run: dict, key: tuple) -> Cell:
     )
     if rep is None:
         return Cell("—", cls="num")
-    text = f"{fmt(rep.get('measured'))} <span class=muted>({fmt(rep.get('difference'), '+.4f')})</span>"
+    diff = rep.get("difference")
+    text = esc(fmt(rep.get("measured"), ".4g"))
+    if finite(diff):
+        text += f" <span class=muted>({esc(fmt(diff, '+.4g'))})</span>"
+    if rep.get("within_tolerance") is None:  # no figure or no tolerance to judge against
+        return Cell(text, cls="num")
     if rep.get("within_tolerance"):
         return Cell(f"{text} ✓", css="background-color:#e6f4ea", cls="num")
     return Cell(f'{text} <b title="out of tolerance">✗</b>', css="background-color:#fdecea;color:#a61e1e", cls="num")
@@ -329,11 +340,14 @@ def _time_to_target(run: dict) -> Cell:
     if not isinstance(t, dict):
         return Cell('<span class="muted">no target</span>')
     better = "≤" if t.get("metric") in ("mse", "mae", "loss") else "≥"
-    target = f"{t.get('split')} {t.get('metric')} {better} {fmt(t.get('target'), '.4g')}"
+    goal = t.get("target", t.get("value"))
+    target = f"{t.get('split')} {t.get('metric')} {better} {fmt(goal, '.4g')}"
     what = f'<br><span class="muted">{esc(target)}</span>'
     if not t.get("reached"):
-        return Cell(badge("not reached", "warn") + what)
-    return Cell(f"{esc(fmt(t.get('seconds'), '.3f'))} s (epoch {esc(t.get('epoch'))}){what}", cls="num")
+        best = f" (best {fmt(t['best'], '.4g')})" if finite(t.get("best")) else ""
+        return Cell(badge("not reached", "warn") + esc(best) + what)
+    epoch = f" (epoch {esc(t.get('epoch'))})" if t.get("epoch") is not None else ""
+    return Cell(f"{esc(fmt(t.get('seconds'), '.3g'))} s{epoch}{what}", cls="num")
 
 
 def compact(v: Any) -> str:
@@ -436,7 +450,7 @@ def parity(runs: list[dict]) -> str:
                 "device": r["device"],
                 "dtype": (r.get("spec") or {}).get("dtype", "—"),
                 "max relative deviation of the loss curve": dev,
-                "final metric difference (test)": diff,
+                "final metric difference": diff,
             }
         )
     lead = (
@@ -590,13 +604,15 @@ def render(results_dir: str | Path) -> str:
     )
 
 
-def write_report(results_dir: str | Path, out: str | Path, figures: str | Path | None = None) -> Path:
+def write_report(results_dir: str | Path, out: str | Path, plots_dir: str | Path | None = None) -> Path:
+    """Write the page; with plots_dir also every figure as its own PNG (for snakemake --report)."""
     page = render(results_dir)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
-    if figures:
-        plots.write_figures(load_runs(results_dir), figures, results_dir)
+    if plots_dir:
+        Path(plots_dir).mkdir(parents=True, exist_ok=True)
+        plots.write_figures(load_runs(results_dir), plots_dir, results_dir)
     return out
 
 
@@ -604,11 +620,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m reports.html", description=__doc__.splitlines()[0])
     ap.add_argument("--results", default="results", help="the pipeline's results directory (default: results)")
     ap.add_argument("--out", default=None, help="the page to write (default: RESULTS/report/index.html)")
-    ap.add_argument("--figures", default=None, help="also write every figure as a PNG into this directory")
+    ap.add_argument(
+        "--plots", "--figures", dest="plots", default=None, help="also write every figure as a PNG into this directory"
+    )
     args = ap.parse_args(argv)
     out = args.out or str(Path(args.results) / "report" / "index.html")
     try:
-        path = write_report(args.results, out, args.figures)
+        path = write_report(args.results, out, args.plots)
     except ResultsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -111,18 +111,20 @@ def loss_curves(runs: list[dict]) -> Figure | None:
 
 
 def _grid(run: dict) -> dict | None:
+    """The run's decision grid as arrays: kind 'proba' (binary), 'classes' (multiclass) or 'values' (regression)."""
     g = run.get("decision_grid")
     if run["status"] != "ok" or not isinstance(g, dict):
         return None
     try:
         ny, nx = (int(v) for v in g["shape"])
-        classes = np.asarray(g["classes"], dtype=float).reshape(ny, nx)
-        proba = g.get("proba")
-        proba = None if proba is None else np.asarray(proba, dtype=float).reshape(ny, nx)
         extent = [float(g["xlim"][0]), float(g["xlim"][1]), float(g["ylim"][0]), float(g["ylim"][1])]
+        for kind in ("proba", "classes", "values"):
+            if g.get(kind) is not None:
+                z = np.array([np.nan if v is None else v for v in g[kind]], dtype=float).reshape(ny, nx)
+                return {"kind": kind, "z": z, "extent": extent}
     except (KeyError, TypeError, ValueError):
-        return None  # a malformed grid is drawn as "no grid", never guessed at
-    return {"classes": classes, "proba": proba, "extent": extent}
+        pass  # a malformed grid is drawn as "no grid", never guessed at
+    return None
 
 
 def dataset_points(results_dir: str | Path, dataset: str, limit: int = 600) -> tuple[np.ndarray, np.ndarray] | None:
@@ -153,7 +155,11 @@ def _points_fit(points: tuple[np.ndarray, np.ndarray], extent: list[float]) -> b
 def decision_boundaries(
     runs: list[dict], points: tuple[np.ndarray, np.ndarray] | None = None, max_cols: int = 7
 ) -> Figure | None:
-    """Decision regions of the runs of one 2-D dataset: a row per experiment, a column per run."""
+    """Decision regions of the runs of one 2-D dataset: a row per experiment, a column per run.
+
+    Binary: P(class 1) with the 0.5 contour; multiclass: the predicted class; regression: the
+    predicted value. Training points are overlaid when they lie in the grid's plane.
+    """
     cells = [(r, g) for r in sorted(runs, key=sort_key) if (g := _grid(r)) is not None]
     if not cells:
         return None
@@ -163,46 +169,53 @@ def decision_boundaries(
     rows_per_exp = math.ceil(len(labels) / ncols)
     nrows = len(experiments) * rows_per_exp
     fig = Figure(figsize=(2.1 * ncols + 0.4, 2.15 * nrows + 0.3))
-    axes = np.atleast_2d(fig.subplots(nrows, ncols, squeeze=False))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
-    n_classes = int(max(np.nanmax(g["classes"]) for _, g in cells)) + 1
-    cmap = ListedColormap(CLASS_COLORS[: max(n_classes, 2)])
+    class_grids = [g["z"] for _, g in cells if g["kind"] == "classes"]
+    n_classes = int(max(np.nanmax(z) for z in class_grids)) + 1 if class_grids else 2
+    cmap = ListedColormap(CLASS_COLORS[: min(max(n_classes, 2), len(CLASS_COLORS))])
     for r, g in cells:
-        i = experiments.index(r["experiment"])
-        j = labels.index(run_label(r))
+        i, j = experiments.index(r["experiment"]), labels.index(run_label(r))
         ax = axes[i * rows_per_exp + j // ncols, j % ncols]
         ax.set_axis_on()
-        if g["proba"] is not None:
-            ax.imshow(g["proba"], origin="lower", extent=g["extent"], aspect="auto", cmap="RdBu_r", vmin=0, vmax=1)
-            xs = np.linspace(g["extent"][0], g["extent"][1], g["proba"].shape[1])
-            ys = np.linspace(g["extent"][2], g["extent"][3], g["proba"].shape[0])
-            if np.nanmin(g["proba"]) < 0.5 < np.nanmax(g["proba"]):
-                ax.contour(xs, ys, g["proba"], levels=[0.5], colors="k", linewidths=1.0)
+        z, extent = g["z"], g["extent"]
+        common = {"origin": "lower", "extent": extent, "aspect": "auto"}
+        if g["kind"] == "proba":
+            ax.imshow(z, cmap="RdBu_r", vmin=0, vmax=1, **common)
+            if np.nanmin(z) < 0.5 < np.nanmax(z):
+                xs, ys = np.linspace(*extent[:2], z.shape[1]), np.linspace(*extent[2:], z.shape[0])
+                ax.contour(xs, ys, z, levels=[0.5], colors="k", linewidths=1.0)
+        elif g["kind"] == "classes":
+            ax.imshow(z, cmap=cmap, vmin=-0.5, vmax=cmap.N - 0.5, alpha=0.75, interpolation="nearest", **common)
         else:
-            ax.imshow(
-                g["classes"],
-                origin="lower",
-                extent=g["extent"],
-                aspect="auto",
-                cmap=cmap,
-                vmin=-0.5,
-                vmax=cmap.N - 0.5,
-                alpha=0.75,
-                interpolation="nearest",
-            )
-        if points is not None and _points_fit(points, g["extent"]):
+            ax.imshow(z, cmap="viridis", **common)
+        if points is not None and _points_fit(points, extent):
             X, y = points
-            cls = np.clip(np.asarray(y, dtype=int), 0, len(CLASS_COLORS) - 1)
-            ax.scatter(X[:, 0], X[:, 1], c=[CLASS_COLORS[c] for c in cls], s=5, edgecolors="k", linewidths=0.2)
-            ax.set_xlim(g["extent"][:2])
-            ax.set_ylim(g["extent"][2:])
+            if g["kind"] == "values":
+                ax.scatter(
+                    X[:, 0],
+                    X[:, 1],
+                    c=y,
+                    cmap="viridis",
+                    vmin=np.nanmin(z),
+                    vmax=np.nanmax(z),
+                    s=14,
+                    edgecolors="w",
+                    linewidths=0.6,
+                )
+            else:
+                cls = np.clip(np.asarray(y, dtype=int), 0, len(CLASS_COLORS) - 1)
+                ax.scatter(X[:, 0], X[:, 1], c=[CLASS_COLORS[c] for c in cls], s=5, edgecolors="k", linewidths=0.2)
+            ax.set_xlim(extent[:2])
+            ax.set_ylim(extent[2:])
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(run_label(r), fontsize=8)
         if j % ncols == 0:
             ax.set_ylabel(r["experiment"], fontsize=9)
-    fig.suptitle(f"{cells[0][0]['dataset']}: decision regions", fontsize=11)
+    title = "predicted value" if all(g["kind"] == "values" for _, g in cells) else "decision regions"
+    fig.suptitle(f"{cells[0][0]['dataset']}: {title}", fontsize=11)
     fig.tight_layout()
     return fig
 

@@ -242,8 +242,17 @@ def summary_row(run: dict) -> dict:
 
 
 def summary_frame(runs: list[dict]) -> pd.DataFrame:
-    """The tidy summary: one row per run, in report order."""
-    return pd.DataFrame([summary_row(r) for r in sorted(runs, key=sort_key)])
+    """The tidy summary: one row per run, in report order, with speed-ups against the slowest run of its experiment."""
+    runs = sorted(runs, key=sort_key)
+    rows = [summary_row(r) for r in runs]
+    by_exp: dict[str, list[dict]] = {}
+    for r in runs:
+        by_exp.setdefault(r["experiment"], []).append(r)
+    speed = {(exp, kind): speedup_vs_slowest(rs, kind) for exp, rs in by_exp.items() for kind in ("train", "inference")}
+    for r, row in zip(runs, rows):
+        for kind in ("train", "inference"):
+            row[f"{kind}_speedup_vs_slowest"] = speed[(r["experiment"], kind)].get(run_label(r))
+    return pd.DataFrame(rows)
 
 
 def write_summary(results_dir: str | Path, out: str | Path) -> pd.DataFrame:
