@@ -1,11 +1,17 @@
 """JAX/Flax adapter: a flax.linen Dense stack trained with optax, NumPy in and out.
 
-mode "compiled": one jitted call per epoch. Inside it, lax.scan runs the full batches of the
-(n_full, B) index array, gathering each batch from the device-resident X/Y, and the last
-partial batch (if the schedule keeps one) follows in the same call. The call is compiled ahead
-of time (so its compile time is measured apart from the epochs) and cached per spec, device
-and shapes, so repeated trainings reuse it. params and optimizer state are donated.
-mode "eager": the per-batch Python loop without jit: every operation is dispatched on its own.
+Both modes keep X and Y on the device and hand the step the batch's indices, so they differ
+only in who runs the loop over batches:
+- "compiled": one jitted call per epoch. lax.scan runs the full batches of the (n_full, B)
+  index array, gathering each batch from X/Y inside, and the last partial batch (if the
+  schedule keeps one) follows in the same call.
+- "eager": the per-batch Python loop of the Flax/optax tutorials: one call of a jitted train
+  step per batch. (JAX without any jit dispatches every primitive from Python through its
+  autodiff tracer; measured at ~1k samples/s on the small MLP, 100x below torch's eager loop,
+  that measures JAX's tracer rather than training, so no tutorial trains that way.)
+Every jitted function is compiled ahead of time, so its compile time is measured apart from
+the epochs (and included in epoch 0), and cached per model, device and shapes, so repeated
+trainings in one process do not recompile. params and optimizer state are donated.
 
 jax, flax and optax are imported lazily (`_fw()`), so this module imports without them.
 """
@@ -18,6 +24,7 @@ import platform
 import sys
 import threading
 import time
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -28,19 +35,28 @@ from backends.spec import HEAD_LOSS, OptimizerSpec, Schedule, Spec, TrainResult
 
 _LOCK = threading.Lock()
 _FW: dict[str, Any] = {}  # the imported modules, filled once by _fw()
-_THREADS: dict[str, Any] = {}  # what XLA started with, recorded at first use
-# (model key, device, arg shapes) -> AOT-compiled epoch function
-_COMPILED: dict[tuple, Any] = {}
+_THREADS: dict[str, Any] = {}  # how XLA's CPU client started, recorded by _fw()
+_COMPILED: dict[tuple, Any] = {}  # (what, model key, device, argument shapes) -> AOT-compiled function
 
 
-def _fw() -> dict[str, Any]:
-    """Import jax, flax.linen and optax once, setting first what XLA reads when it starts."""
+# ----------------------------------------------------------------------------- framework start
+
+
+def _fw(threads: int | None = None) -> dict[str, Any]:
+    """Import jax, flax.linen and optax once, and start XLA with what it reads at start.
+
+    Threads: XLA_FLAGS (set by set_thread_env) is read when the client starts, but measured on
+    jaxlib 0.10.2 its thread flags do not bound XLA:CPU, and jax has no thread API. XLA sizes its
+    CPU thread pools from the affinity mask it sees at start, so with `threads` set we narrow the
+    mask to `threads` CPUs while the client starts, then give every thread the old mask back:
+    the pools keep `threads` workers, free to run on any CPU.
+    """
     with _LOCK:
         if _FW:
             return _FW
         # Read by the GPU client when it starts: allocate on demand so peak memory is meaningful.
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-        started_before = False
+        started_before: bool | None = False
         if "jax" in sys.modules:
             try:
                 from jax._src import xla_bridge
@@ -55,20 +71,49 @@ def _fw() -> dict[str, Any]:
 
         # No TF32 on GPU: every f32 matmul at full precision (no effect on CPU).
         jax.config.update("jax_default_matmul_precision", "highest")
+        pool = _start_client(jax, threads) if not started_before else None
         _THREADS.update(
             xla_flags=os.environ.get("XLA_FLAGS", ""),
             xla_client_started_before_adapter=started_before,
+            xla_cpu_pool_threads=pool,
         )
         _FW.update(jax=jax, jnp=jnp, nn=nn, optax=optax)
         return _FW
 
 
-def _enable_x64_if(dtype: str) -> None:
-    """float64 needs jax_enable_x64 (process-global). Every array we make is cast to spec.dtype
-    explicitly, so later float32 runs stay float32."""
-    jax = _fw()["jax"]
-    if dtype == "float64" and not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)
+def _start_client(jax: Any, threads: int | None) -> int | None:
+    """Start XLA's clients, with `threads` CPUs in the affinity mask if asked; return the number
+    of CPUs the CPU pools were sized from (None where affinity is not available)."""
+    if not hasattr(os, "sched_getaffinity"):
+        jax.devices()
+        return None
+    mask = os.sched_getaffinity(0)
+    if not threads or threads >= len(mask):
+        jax.devices()
+        return len(mask)
+    narrow = set(sorted(mask)[:threads])
+    os.sched_setaffinity(0, narrow)
+    try:
+        jax.devices()
+    finally:
+        for tid in os.listdir("/proc/self/task"):  # the caller and the threads XLA just made
+            try:
+                if os.sched_getaffinity(int(tid)) == narrow:
+                    os.sched_setaffinity(int(tid), mask)
+            except OSError:  # a thread that ended meanwhile
+                pass
+    return threads
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _parse_xla_threads(flags: str) -> dict[str, Any]:
@@ -83,11 +128,17 @@ def _parse_xla_threads(flags: str) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- model and math
+# A model key is (layer sizes, hidden activation, head, optimizer spec): all the traced math
+# depends on; dtype and data shapes come from the arguments.
+
+
+def _model_key(spec: Spec) -> tuple:
+    return (tuple(spec.layer_sizes), spec.activation, spec.head, spec.optimizer)
 
 
 @cache
 def _model(sizes: tuple[int, ...], activation: str) -> Any:
-    """A flax.linen Dense stack; kernels (in, out) as in the spec, precision 'highest' (no TF32)."""
+    """A flax.linen Dense stack returning logits; kernels are (in, out) like the spec's weights."""
     nn, jnp = _fw()["nn"], _fw()["jnp"]
     act = {"linear": lambda z: z, "relu": nn.relu, "tanh": jnp.tanh, "sigmoid": nn.sigmoid}[activation]
 
@@ -98,36 +149,30 @@ def _model(sizes: tuple[int, ...], activation: str) -> Any:
                 x = nn.Dense(width, precision="highest", name=f"dense_{i}")(x)
                 if i < len(sizes) - 1:
                     x = act(x)
-            return x  # logits
+            return x
 
     return DenseStack()
 
 
-def _model_key(spec: Spec) -> tuple:
-    """Everything the traced math depends on (the data's shapes come separately):
-    (layer sizes, hidden activation, head, optimizer spec)."""
-    return (tuple(spec.layer_sizes), spec.activation, spec.head, spec.optimizer)
-
-
-def _loss_fn(key: tuple):
-    """Mean loss from logits, exactly as numpy_reference.loss_and_dlogits defines it."""
+def _loss_fn(key: tuple) -> Callable:
+    """Mean loss from logits, as numpy_reference.loss_and_dlogits defines it."""
     fw = _fw()
     jnp, optax = fw["jnp"], fw["optax"]
     sizes, activation, head, _ = key
     model = _model(sizes[1:], activation)
-    per_sample = {
+    per_element = {
         "mse": lambda z, y: (z - y) ** 2,
         "bce": optax.sigmoid_binary_cross_entropy,
         "cce": optax.softmax_cross_entropy,
     }[HEAD_LOSS[head]]
 
     def loss_fn(params, x, y):
-        return jnp.mean(per_sample(model.apply({"params": params}, x), y))
+        return jnp.mean(per_element(model.apply({"params": params}, x), y))
 
     return loss_fn
 
 
-def _optimizer(o: OptimizerSpec):
+def _optimizer(o: OptimizerSpec) -> Any:
     """optax's Adam is the spec's formulation (eps outside sqrt(v_hat), eps_root 0); its SGD
     momentum trace is torch's buf = m * buf + g (nesterov off)."""
     optax = _fw()["optax"]
@@ -136,21 +181,17 @@ def _optimizer(o: OptimizerSpec):
     return optax.sgd(o.learning_rate, momentum=o.momentum or None, nesterov=False)
 
 
-def _head(name: str):
-    jax = _fw()["jax"]
-    return {"linear": lambda z: z, "sigmoid": jax.nn.sigmoid, "softmax": lambda z: jax.nn.softmax(z, axis=-1)}[name]
-
-
 @cache
-def _step_fn(key: tuple):
-    """One optimizer step on one batch: (params, opt_state, x, y) -> (params, opt_state, loss)."""
+def _step_fn(key: tuple) -> tuple[Callable, Any]:
+    """One optimizer step on the batch idx of X/Y: (params, opt_state, X, Y, idx) ->
+    (params, opt_state, loss before the update); and the optax transformation."""
     fw = _fw()
     jax, optax = fw["jax"], fw["optax"]
     grad_fn = jax.value_and_grad(_loss_fn(key))
     tx = _optimizer(key[3])
 
-    def step(params, opt_state, x, y):
-        loss, grads = grad_fn(params, x, y)  # loss before the update
+    def step(params, opt_state, X, Y, idx):
+        loss, grads = grad_fn(params, X[idx], Y[idx])
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -158,7 +199,7 @@ def _step_fn(key: tuple):
 
 
 @cache
-def _epoch_fn(key: tuple):
+def _epoch_fn(key: tuple) -> Callable:
     """The jitted epoch: scan over the full batches, then the last partial one; returns the
     sample-weighted sum of the batch losses."""
     fw = _fw()
@@ -167,14 +208,13 @@ def _epoch_fn(key: tuple):
 
     def epoch(params, opt_state, X, Y, full, last):
         def body(carry, idx):
-            p, s = carry
-            p, s, loss = step(p, s, X[idx], Y[idx])
+            p, s, loss = step(*carry, X, Y, idx)
             return (p, s), loss
 
         (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), full)
         total = jnp.sum(losses) * full.shape[1]
         if last is not None:
-            params, opt_state, loss = step(params, opt_state, X[last], Y[last])
+            params, opt_state, loss = step(params, opt_state, X, Y, last)
             total = total + loss * last.shape[0]
         return params, opt_state, total
 
@@ -182,29 +222,46 @@ def _epoch_fn(key: tuple):
 
 
 @cache
-def _predict_fn(key: tuple, jit: bool):
-    sizes, activation, head_name, _ = key
+def _batch_step_fn(key: tuple) -> Callable:
+    return _fw()["jax"].jit(_step_fn(key)[0], donate_argnums=(0, 1))
+
+
+@cache
+def _predict_fn(key: tuple) -> Callable:
+    jax = _fw()["jax"]
+    sizes, activation, head, _ = key
     model = _model(sizes[1:], activation)
-    head = _head(head_name)
+    act = {"linear": lambda z: z, "sigmoid": jax.nn.sigmoid, "softmax": jax.nn.softmax}[head]
+    return jax.jit(lambda params, X: act(model.apply({"params": params}, X)))
 
-    def predict(params, X):
-        return head(model.apply({"params": params}, X))
 
-    return _fw()["jax"].jit(predict) if jit else predict
+def _compiled(what: str, key: tuple, device: Any, jitted: Callable, args: tuple) -> tuple[Any, float]:
+    """The AOT-compiled `jitted` for these argument shapes, and the seconds spent compiling it
+    now (0 when cached). Calling it never retraces, whatever jax's config does later."""
+    jax = _fw()["jax"]
+    shapes = tuple((tuple(a.shape), str(a.dtype)) for a in jax.tree.leaves(args))
+    treedef = str(jax.tree.structure(args))
+    ckey = (what, key, str(device), treedef, shapes)
+    if ckey in _COMPILED:
+        return _COMPILED[ckey], 0.0
+    t0 = time.perf_counter()
+    fn = jitted.lower(*args).compile()
+    seconds = time.perf_counter() - t0
+    _COMPILED[ckey] = fn
+    return fn, seconds
 
 
 def _to_tree(params: list[np.ndarray], dtype: np.dtype, device: Any) -> dict:
     """[W0, b0, W1, b1, ...] (in, out) -> flax params {dense_i: {kernel, bias}} on device."""
-    jax = _fw()["jax"]
     tree = {
         f"dense_{i}": {"kernel": np.asarray(params[2 * i], dtype=dtype), "bias": np.asarray(params[2 * i + 1], dtype)}
         for i in range(len(params) // 2)
     }
-    return jax.device_put(tree, device)
+    return _fw()["jax"].device_put(tree, device)
 
 
 def _from_tree(tree: dict, dtype: np.dtype) -> list[np.ndarray]:
-    """flax params -> [W0, b0, ...] as NumPy copies of spec.dtype (copies: buffers get donated)."""
+    """flax params -> [W0, b0, ...] as NumPy copies (copies: the device buffers get donated)."""
     out: list[np.ndarray] = []
     for i in range(len(tree)):
         layer = tree[f"dense_{i}"]
@@ -214,12 +271,14 @@ def _from_tree(tree: dict, dtype: np.dtype) -> list[np.ndarray]:
 
 def _check_inputs(spec: Spec, X: np.ndarray, Y: np.ndarray, init_params: list[np.ndarray], schedule: Schedule) -> None:
     X, Y = np.asarray(X), np.asarray(Y)
+    if X.shape[:1] == (0,):
+        raise ValueError("X has no samples; pass a non-empty training set")
     if X.ndim != 2 or X.shape[1] != spec.n_inputs:
         raise ValueError(
             f"X has shape {X.shape}, the spec expects (n, {spec.n_inputs}); pass a 2-D feature matrix "
             f"with spec.n_inputs columns"
         )
-    if Y.ndim != 2 or Y.shape != (X.shape[0], spec.n_outputs):
+    if Y.shape != (X.shape[0], spec.n_outputs):
         raise ValueError(
             f"Y has shape {Y.shape}, the spec expects ({X.shape[0]}, {spec.n_outputs}); make float targets "
             f"with datasets.preprocess.targets(y, task, n_outputs) (one-hot for softmax, a column otherwise)"
@@ -229,35 +288,42 @@ def _check_inputs(spec: Spec, X: np.ndarray, Y: np.ndarray, init_params: list[np
             f"the schedule orders {schedule.n_samples} samples but X has {X.shape[0]}; "
             f"make it with make_schedule(spec, len(X), seed)"
         )
+    if schedule.steps_per_epoch == 0:
+        raise ValueError(
+            f"the schedule has no step per epoch (batch {schedule.batch_size} > {schedule.n_samples} samples with "
+            f"drop_last); lower batch_size or set drop_last false"
+        )
     sizes = spec.layer_sizes
     want = [s for a, b in zip(sizes[:-1], sizes[1:]) for s in ((a, b), (b,))]
     got = [tuple(np.shape(p)) for p in init_params]
     if got != want:
         raise ValueError(
-            f"init_params shapes {got} do not match the spec's layers {sizes} (weights (in, out), biases (out,)): "
-            f"expected {want}; make them with init_params(spec, seed)"
+            f"init_params shapes {got} do not match the spec's layers {sizes}: expected {want} "
+            f"(weights (in, out), biases (out,)); make them with init_params(spec, seed)"
         )
+
+
+# ----------------------------------------------------------------------------- the backend
 
 
 class JaxBackend(Backend):
     framework = "jax"
 
-    # ------------------------------------------------------------------ environment
-
-    def devices(self) -> list[str]:
-        return ["cpu"] + (["gpu"] if self._gpus() else [])
+    def _jax(self) -> Any:
+        return _fw(self.threads)["jax"]
 
     def _gpus(self) -> list:
-        jax = _fw()["jax"]
         try:
-            return [d for d in jax.devices("gpu") if d.platform == "gpu"]
+            return [d for d in self._jax().devices("gpu") if d.platform == "gpu"]
         except RuntimeError:  # no CUDA backend (CPU-only jaxlib, or JAX_PLATFORMS=cpu)
             return []
 
     def _device(self, device: str) -> Any:
         self.check_device(device)
-        jax = _fw()["jax"]
-        return self._gpus()[0] if device == "gpu" else jax.devices("cpu")[0]
+        return self._gpus()[0] if device == "gpu" else self._jax().devices("cpu")[0]
+
+    def devices(self) -> list[str]:
+        return ["cpu"] + (["gpu"] if self._gpus() else [])
 
     def versions(self) -> dict[str, str]:
         out = {"python": platform.python_version()}
@@ -270,30 +336,29 @@ class JaxBackend(Backend):
         return out
 
     def thread_settings(self) -> dict:
-        """XLA has no run-time thread API: it reads XLA_FLAGS once, when its client starts
-        (set_thread_env writes them before that). Report what it started with."""
-        jax = _fw()["jax"]
-        jax.devices("cpu")  # make sure the client has started, with the flags recorded
+        """What XLA started with: the CPU count its CPU pools were sized from (the threads in
+        force), and XLA_FLAGS as it read them (recorded, though jaxlib 0.10.2 does not obey
+        their thread flags)."""
+        self._jax()
         flags = _THREADS.get("xla_flags", "")
         return {
             "threads": self.threads,
+            "xla_cpu_pool_threads": _THREADS.get("xla_cpu_pool_threads"),
             "xla_flags": flags,
             **_parse_xla_threads(flags),
             "xla_client_started_before_adapter": _THREADS.get("xla_client_started_before_adapter"),
-            "cpu_count": os.cpu_count(),
         }
 
     def device_info(self, device: str) -> dict:
         d = self._device(device)
-        info: dict[str, Any] = {"device": device, "platform": d.platform, "name": d.device_kind}
         if device == "cpu":
-            info["name"] = platform.processor() or platform.machine()
-            return info
+            return {"device": device, "name": _cpu_name(), "cpu_count": os.cpu_count()}
+        info: dict[str, Any] = {"device": device, "name": d.device_kind}
         info["compute_capability"] = getattr(d, "compute_capability", None)
         try:
             from jax.extend.backend import get_backend
 
-            info["platform_version"] = get_backend("gpu").platform_version  # CUDA / driver versions
+            info["platform_version"] = get_backend("gpu").platform_version  # CUDA version string
         except (ImportError, RuntimeError, AttributeError):
             pass
         stats = d.memory_stats() or {}
@@ -307,8 +372,6 @@ class JaxBackend(Backend):
         stats = self._device(device).memory_stats() or {}
         return int(stats["peak_bytes_in_use"]) if "peak_bytes_in_use" in stats else None
 
-    # ------------------------------------------------------------------ training
-
     def train(
         self,
         spec: Spec,
@@ -321,83 +384,72 @@ class JaxBackend(Backend):
     ) -> TrainResult:
         dev = self._device(device)
         _check_inputs(spec, X, Y, init_params, schedule)
-        _enable_x64_if(spec.dtype)  # before any float64 array reaches jax
-        jax = _fw()["jax"]
+        # 64-bit types only inside a float64 run (scoped, not process-global), so float32 runs
+        # trace the same whatever ran before them.
+        with self._jax().enable_x64(spec.dtype == "float64"):
+            return self._train(spec, X, Y, init_params, schedule, dev, record_params)
+
+    def _train(self, spec, X, Y, init_params, schedule: Schedule, dev, record_params: bool) -> TrainResult:
+        jax = self._jax()
         dt = np.dtype(spec.dtype)
+        key = _model_key(spec)
         Xd = jax.device_put(np.asarray(X, dtype=dt), dev)
         Yd = jax.device_put(np.asarray(Y, dtype=dt), dev)
         params = _to_tree(init_params, dt, dev)
-        key = _model_key(spec)
-        _, tx = _step_fn(key)
-        opt_state = jax.device_put(tx.init(params), dev)
+        opt_state = jax.device_put(_step_fn(key)[1].init(params), dev)
+        eager = self.mode == "eager"
+
+        losses, seconds, history = [], [], []
+        fns, compile_seconds = None, 0.0
+        for e in range(schedule.epochs):
+            # This epoch's indices go to the device before the clock starts (int32: XLA's index type).
+            full, last = schedule.full_batches(e).astype(np.int32), schedule.last_batch(e)
+            last = None if last is None else last.astype(np.int32)
+            batches = jax.block_until_ready(
+                jax.device_put([*full, *([] if last is None else [last])] if eager else [full, last], dev)
+            )
+            t0 = time.perf_counter()
+            if fns is None:  # epoch 0 includes the compile (also reported apart)
+                fns, compile_seconds = self._compile(key, dev, (params, opt_state, Xd, Yd), batches)
+            if not eager:
+                params, opt_state, total = fns[0](params, opt_state, Xd, Yd, *batches)
+                jax.block_until_ready((params, opt_state, total))
+                seconds.append(time.perf_counter() - t0)
+                losses.append(float(total) / schedule.samples_per_epoch)
+            else:
+                batch_losses = []
+                for i, idx in enumerate(batches):
+                    params, opt_state, loss = fns[i >= len(full)](params, opt_state, Xd, Yd, idx)
+                    batch_losses.append(loss)
+                jax.block_until_ready((params, opt_state, batch_losses))
+                seconds.append(time.perf_counter() - t0)
+                total = sum(float(b) * len(i) for b, i in zip(batch_losses, batches))
+                losses.append(total / schedule.samples_per_epoch)
+            if record_params:
+                history.append(_from_tree(params, dt))
+        return self._result(spec, params, losses, seconds, compile_seconds, history if record_params else None)
+
+    def _compile(self, key: tuple, dev: Any, state: tuple, batches: list) -> tuple[list, float]:
+        """compiled: [epoch function]; eager: [step on a full batch, step on the last batch]."""
         if self.mode == "compiled":
-            return self._train_compiled(spec, key, dev, Xd, Yd, params, opt_state, schedule, record_params)
-        return self._train_eager(spec, key, dev, Xd, Yd, params, opt_state, schedule, record_params)
+            fn, seconds = _compiled("epoch", key, dev, _epoch_fn(key), (*state, *batches))
+            return [fn], seconds
+        fn, seconds = _compiled("step", key, dev, _batch_step_fn(key), (*state, batches[0]))
+        fn_last, more = _compiled("step", key, dev, _batch_step_fn(key), (*state, batches[-1]))
+        return [fn, fn_last], seconds + more
 
-    def _train_compiled(self, spec, key, dev, Xd, Yd, params, opt_state, schedule: Schedule, record_params):
-        jax = _fw()["jax"]
+    def _result(self, spec, params, losses, seconds, compile_seconds, history) -> TrainResult:
         dt = np.dtype(spec.dtype)
-        # Every epoch's indices go to the device before the clock starts (int32: XLA's native index).
-        full = jax.device_put([schedule.full_batches(e).astype(np.int32) for e in range(schedule.epochs)], dev)
-        last_np = [schedule.last_batch(e) for e in range(schedule.epochs)]
-        last = (
-            [None] * schedule.epochs
-            if last_np[0] is None
-            else jax.device_put([a.astype(np.int32) for a in last_np], dev)
-        )
-        args = (params, opt_state, Xd, Yd, full[0], last[0])
-        ckey = (key, str(dev), last[0] is None, *((a.shape, str(a.dtype)) for a in jax.tree.leaves(args)))
-        losses, seconds, history = [], [], []
-        compile_seconds = 0.0
-        cache_hit = ckey in _COMPILED
-        for e in range(schedule.epochs):
-            t0 = time.perf_counter()
-            if e == 0 and not cache_hit:  # epoch 0 includes the compile, also reported apart
-                _COMPILED[ckey] = _epoch_fn(key).lower(*args).compile()
-                compile_seconds = time.perf_counter() - t0
-            params, opt_state, total = _COMPILED[ckey](params, opt_state, Xd, Yd, full[e], last[e])
-            jax.block_until_ready((params, opt_state, total))
-            seconds.append(time.perf_counter() - t0)
-            losses.append(float(total) / schedule.samples_per_epoch)
-            if record_params:
-                history.append(_from_tree(params, dt))
-        return self._result(
-            spec, params, losses, seconds, compile_seconds, history if record_params else None, cache_hit
-        )
-
-    def _train_eager(self, spec, key, dev, Xd, Yd, params, opt_state, schedule: Schedule, record_params):
-        """The tutorial loop: per batch, gather, value_and_grad, optax update; no jit anywhere."""
-        jax = _fw()["jax"]
-        dt = np.dtype(spec.dtype)
-        step, _ = _step_fn(key)
-        losses, seconds, history = [], [], []
-        for e in range(schedule.epochs):
-            batches = [idx.astype(np.int32) for idx in schedule.batches(e)]
-            t0 = time.perf_counter()
-            batch_losses = []
-            for idx in batches:
-                params, opt_state, loss = step(params, opt_state, Xd[idx], Yd[idx])
-                batch_losses.append(loss)
-            jax.block_until_ready((params, opt_state, batch_losses))
-            seconds.append(time.perf_counter() - t0)
-            losses.append(sum(float(b) * len(i) for b, i in zip(batch_losses, batches)) / schedule.samples_per_epoch)
-            if record_params:
-                history.append(_from_tree(params, dt))
-        return self._result(spec, params, losses, seconds, 0.0, history if record_params else None, None)
-
-    def _result(self, spec, params, losses, seconds, compile_seconds, history, cache_hit) -> TrainResult:
-        dt = np.dtype(spec.dtype)
-        out = _from_tree(params, dt)
-        leaves = _fw()["jax"].tree.leaves(params)
-        if any(leaf.dtype != dt for leaf in leaves):  # x64 leaking into a float32 run would show here
-            raise BackendError(f"jax trained in {[str(leaf.dtype) for leaf in leaves]}, not {spec.dtype}")
+        leaves = self._jax().tree.leaves(params)
+        if any(leaf.dtype != dt for leaf in leaves):  # a dtype slip (say x64 leaking into float32) shows here
+            raise BackendError(f"jax trained in {sorted({str(leaf.dtype) for leaf in leaves})}, not {spec.dtype}")
         return TrainResult(
-            params=out,
+            params=_from_tree(params, dt),
             loss_history=np.asarray(losses, dtype=np.float64),
             epoch_seconds=np.asarray(seconds, dtype=np.float64),
             compile_seconds=float(compile_seconds),
             param_history=history,
-            extra={"mode": self.mode, "compile_cache_hit": cache_hit},
+            extra={"mode": self.mode},
         )
 
     def predict(self, spec: Spec, params: list[np.ndarray], X: np.ndarray, device: str = "cpu") -> np.ndarray:
@@ -405,9 +457,8 @@ class JaxBackend(Backend):
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != spec.n_inputs:
             raise ValueError(f"X has shape {X.shape}, the spec expects (n, {spec.n_inputs}); pass a 2-D feature matrix")
-        _enable_x64_if(spec.dtype)
-        jax = _fw()["jax"]
+        jax = self._jax()
         dt = np.dtype(spec.dtype)
-        fn = _predict_fn(_model_key(spec), self.mode == "compiled")
-        out = fn(_to_tree(params, dt, dev), jax.device_put(X.astype(dt), dev))
-        return np.array(out, dtype=dt)
+        with jax.enable_x64(spec.dtype == "float64"):
+            out = _predict_fn(_model_key(spec))(_to_tree(params, dt, dev), jax.device_put(X.astype(dt), dev))
+            return np.array(out, dtype=dt)

@@ -18,6 +18,7 @@ import os
 import platform
 import time
 import warnings
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -68,7 +69,7 @@ class _Model:
     the layers' (in, out) weights inside the step: fewer variables for every call to capture, which
     made the compiled epoch of small networks ~15% faster. flat=False is one variable per tensor."""
 
-    def __init__(self, tf: Any, spec: Spec, device: str, jit_compile: bool, flat: bool) -> None:
+    def __init__(self, tf: Any, spec: Spec, device: str, *, eager: bool, jit_compile: bool, flat: bool) -> None:
         self.tf = tf
         self.dt = np.dtype(spec.dtype)
         self.tdt = tf.as_dtype(spec.dtype)
@@ -76,12 +77,22 @@ class _Model:
         o = spec.optimizer
         self.opt = o.name
         c = self.dt.type
-        # Constants computed in the spec's dtype as the reference computes them, kept as Python floats
-        # (exactly representable in that dtype, so tf converts them without rounding).
-        self.lr, self.momentum = float(c(o.learning_rate)), float(c(o.momentum))
-        self.b1, self.b2, self.eps = float(c(o.beta1)), float(c(o.beta2)), float(c(o.eps))
-        self.one_minus_b1, self.one_minus_b2 = float(c(1) - c(o.beta1)), float(c(1) - c(o.beta2))
         self.device = _DEVICE_NAMES[device]
+        # Constants computed in the spec's dtype as the reference computes them. Traced code embeds
+        # them as Python floats (exact in that dtype, so converted without rounding); the eager loop
+        # gets them as tensors once, instead of converting them again in every op.
+        consts = {
+            "one": c(1),
+            "lr": c(o.learning_rate),
+            "momentum": c(o.momentum),
+            "b1": c(o.beta1),
+            "b2": c(o.beta2),
+            "eps": c(o.eps),
+            "one_minus_b1": c(1) - c(o.beta1),
+            "one_minus_b2": c(1) - c(o.beta2),
+        }
+        with tf.device(self.device):
+            self.k = SimpleNamespace(**{n: tf.constant(v, self.tdt) if eager else float(v) for n, v in consts.items()})
         self.shapes = _param_shapes(spec)
         self.sizes = [int(np.prod(s)) for s in self.shapes]
         self.flat = flat
@@ -152,20 +163,20 @@ class _Model:
 
     def apply(self, grads: list[Any]) -> None:
         """SGD (torch momentum) or Adam (eps outside sqrt(v_hat)), in the reference's operation order."""
-        tf = self.tf
+        tf, k = self.tf, self.k
         if self.opt == "sgd":
             for i, (p, g) in enumerate(zip(self.params, grads)):
                 if self.m:
-                    g = self.m[i].assign(self.momentum * self.m[i] + g)
-                p.assign_sub(self.lr * g)
+                    g = self.m[i].assign(k.momentum * self.m[i] + g)
+                p.assign_sub(k.lr * g)
             return
         t = tf.cast(self.t.assign_add(1), self.tdt)
-        c1 = 1 - tf.pow(tf.constant(self.b1, self.tdt), t)
-        c2 = 1 - tf.pow(tf.constant(self.b2, self.tdt), t)
+        c1 = k.one - tf.pow(tf.convert_to_tensor(k.b1, self.tdt), t)
+        c2 = k.one - tf.pow(tf.convert_to_tensor(k.b2, self.tdt), t)
         for p, m, v, g in zip(self.params, self.m, self.v, grads):
-            m_new = m.assign(self.b1 * m + self.one_minus_b1 * g)
-            v_new = v.assign(self.b2 * v + self.one_minus_b2 * g * g)
-            p.assign_sub(self.lr * (m_new / c1) / (tf.sqrt(v_new / c2) + self.eps))
+            m_new = m.assign(k.b1 * m + k.one_minus_b1 * g)
+            v_new = v.assign(k.b2 * v + k.one_minus_b2 * g * g)
+            p.assign_sub(k.lr * (m_new / c1) / (tf.sqrt(v_new / c2) + k.eps))
 
     def _epoch(self, X: Any, Y: Any, idx: Any, last: Any) -> Any:
         """All steps of one epoch in the graph: idx (n_full, B) full batches, last the partial one or None.
@@ -277,7 +288,7 @@ class TensorFlowBackend(Backend):
         o = spec.optimizer
         key = (self.mode, jit, flat, device, spec.dtype, tuple(spec.layer_sizes), spec.activation, spec.head, o)
         if key not in _MODELS:
-            _MODELS[key] = _Model(self._tf(), spec, device, jit, flat)
+            _MODELS[key] = _Model(self._tf(), spec, device, eager=not compiled, jit_compile=jit, flat=flat)
         return _MODELS[key]
 
     def train(

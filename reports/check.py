@@ -21,8 +21,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from reports.results import (
     ResultsError,
     fingerprint,
@@ -180,21 +178,11 @@ def _throughput(
 
 
 def table(rows: list[Check]) -> str:
-    frame = pd.DataFrame(
-        [
-            {
-                "experiment": r.experiment,
-                "backend": r.run,
-                "metric": r.metric,
-                "expected": r.expected,
-                "got": r.got,
-                "tolerance": r.tolerance,
-                "verdict": r.verdict,
-            }
-            for r in rows
-        ]
-    )
-    return frame.to_string(index=False)
+    """A left-aligned plain-text table (it goes to CI logs)."""
+    header = ("experiment", "backend", "metric", "expected", "got", "tolerance", "verdict")
+    cells = [header] + [(r.experiment, r.run, r.metric, r.expected, r.got, r.tolerance, r.verdict) for r in rows]
+    widths = [max(len(str(c[i])) for c in cells) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,6 @@ from reports.results import (
     load_optional_json,
     load_runs,
     metric,
-    not_scheduled,
     num,
     reference_name,
     run_label,
@@ -214,7 +213,11 @@ def environment(runs: list[dict]) -> str:
                 "cpu": f"{env.get('cpu') or '—'} ({env.get('cores') or '?'} cores)",
                 "threads": Cell(esc(env.get("threads", rs[0].get("threads"))), cls="num"),
                 "precision": f"{prec.get('dtype', '—')}, TF32 {'on' if prec.get('tf32') else 'off'}",
-                "versions": Cell("<br>".join(f"{esc(k)} <code>{esc(v)}</code>" for k, v in sorted(versions.items()))),
+                "versions": Cell(
+                    '<div class="versions">'
+                    + " ".join(f"<span>{esc(k)}&nbsp;<code>{esc(v)}</code></span>" for k, v in sorted(versions.items()))
+                    + "</div>"
+                ),
                 "os / python": f"{env.get('os') or '—'} / {env.get('python') or '—'}",
                 "git commit": Cell(f"<code>{esc((env.get('git_commit') or '—')[:12])}</code>"),
             }
@@ -286,9 +289,10 @@ def _measured_cell(run: dict, key: tuple) -> Cell:
     if rep is None:
         return Cell("—", cls="num")
     diff = rep.get("difference")
-    text = esc(fmt(rep.get("measured"), ".4g"))
+    spec = ".4f" if rep.get("metric") in ("accuracy", "precision", "recall", "f1") else ".4g"
+    text = esc(fmt(rep.get("measured"), spec))
     if finite(diff):
-        text += f" <span class=muted>({esc(fmt(diff, '+.4g'))})</span>"
+        text += f" <span class=muted>({esc(fmt(diff, '+' + spec))})</span>"
     if rep.get("within_tolerance") is None:  # no figure or no tolerance to judge against
         return Cell(text, cls="num")
     if rep.get("within_tolerance"):
@@ -346,7 +350,7 @@ def _time_to_target(run: dict) -> Cell:
     if not t.get("reached"):
         best = f" (best {fmt(t['best'], '.4g')})" if finite(t.get("best")) else ""
         return Cell(badge("not reached", "warn") + esc(best) + what)
-    epoch = f" (epoch {esc(t.get('epoch'))})" if t.get("epoch") is not None else ""
+    epoch = f" ({esc(t.get('epochs'))} epochs)" if t.get("epochs") is not None else ""
     return Cell(f"{esc(fmt(t.get('seconds'), '.3g'))} s{epoch}{what}", cls="num")
 
 
@@ -431,12 +435,13 @@ def parity(runs: list[dict]) -> str:
     rows = []
     for r in sorted(runs, key=sort_key):
         p = r.get("parity")
-        if r["backend"] == reference:
-            dev = Cell(badge("reference", "ok"))
-            diff = Cell("—")
-        elif r["status"] != "ok" or not isinstance(p, dict):
-            dev = Cell(status_badge(r["status"]) if r["status"] != "ok" else '<span class="muted">not computed</span>')
-            diff = Cell("—")
+        if r["status"] != "ok":
+            dev, diff = Cell(status_badge(r["status"])), Cell("—")
+        elif r["backend"] == reference:
+            dev, diff = Cell(badge("reference", "ok")), Cell("—")
+        elif not isinstance(p, dict) or p.get("max_rel_loss_deviation") is None:
+            note = (p or {}).get("note") or "not computed"
+            dev, diff = Cell(f'<span class="muted">{esc(note)}</span>'), Cell("—")
         else:
             d = num(p.get("max_rel_loss_deviation"))
             dev = Cell("0 (identical)", cls="num") if d == 0 else numcell(d, ".2e", css=_deviation_css(d))
@@ -465,8 +470,8 @@ def parity(runs: list[dict]) -> str:
 def _deviation_css(d: float | None) -> str:
     if d is None or not math.isfinite(d):
         return "background-color:#fdecea"
-    level = 0.0 if d <= 0 else min(max((math.log10(d) + 9) / 9, 0.0), 1.0)  # 1e-9 -> 0, 1 -> 1
-    return f"background-color:rgba(217,72,15,{0.05 + 0.55 * level:.2f})"
+    level = 0.0 if d <= 0 else min(max((math.log10(d) + 7) / 7, 0.0), 1.0)  # float32 rounding 1e-7 -> 0, 1 -> 1
+    return f"background-color:rgba(217,72,15,{0.04 + 0.56 * level:.2f})"
 
 
 def plot_gallery(runs: list[dict], results_dir: Path) -> str:
@@ -522,17 +527,19 @@ def problems(runs: list[dict], devices: dict[str, dict], results_dir: Path) -> s
         )
     rows = []
     for backend, entry in devices.items():
-        missing = [d for d in ("cpu", "gpu") if not_scheduled(devices, backend, d)]
-        if missing:
-            rows.append(
-                {
-                    "backend": backend,
-                    "scheduled on": ", ".join(entry.get("devices") or []) or "nothing",
-                    "not scheduled": Cell(badge(", ".join(missing), "warn")),
-                    "reason": entry.get("reason") or "—",
-                }
-            )
-    return out + (table(rows) if rows else '<p class="muted">Every backend ran on every device.</p>')
+        if not entry.get("reason"):
+            continue  # nothing withheld: every device the config asked for was scheduled
+        missing = [d for d in ("cpu", "gpu") if d not in (entry.get("devices") or [])]
+        rows.append(
+            {
+                "backend": backend,
+                "scheduled on": ", ".join(entry.get("devices") or []) or "nothing",
+                "not scheduled": Cell(badge(", ".join(missing), "warn")) if missing else "—",
+                "reason": entry["reason"],
+            }
+        )
+    none = '<p class="muted">Nothing withheld: every backend ran on every device the config asked for.</p>'
+    return out + (table(rows) if rows else none)
 
 
 # -- page -------------------------------------------------------------------------------------

@@ -182,13 +182,15 @@ def load_devices(results_dir: str | Path) -> dict[str, dict]:
 
 
 def not_scheduled(devices: dict[str, dict], backend: str, device: str) -> str | None:
-    """The reason a backend/device pair was not scheduled, per devices.json; None if it was (or unknown)."""
+    """Why backend/device was not in this run's plan, per devices.json; None if it was (or devices.json is absent)."""
+    if not devices:
+        return None
     entry = devices.get(backend)
     if entry is None:
-        return None
+        return f"backend {backend!r} is not in this run's plan"
     if device in (entry.get("devices") or []):
         return None
-    return entry.get("reason") or f"{backend} was scheduled on {entry.get('devices') or 'no device'} only"
+    return entry.get("reason") or f"{device} not requested by this run's config"
 
 
 def throughput(run: dict, kind: str) -> float | None:
@@ -229,7 +231,7 @@ def summary_row(run: dict) -> dict:
     row["time_to_target_target"] = num(ttt.get("target"))
     row["time_to_target_reached"] = ttt.get("reached")
     row["time_to_target_seconds"] = num(ttt.get("seconds"))
-    row["time_to_target_epoch"] = ttt.get("epoch")
+    row["time_to_target_epochs"] = ttt.get("epochs")
     row["parity_max_rel_loss_deviation"] = num((run.get("parity") or {}).get("max_rel_loss_deviation"))
     row["peak_rss_mb"] = num((run.get("memory") or {}).get("peak_rss_mb"))
     row["seed"] = run.get("seed")

@@ -66,8 +66,8 @@ def cases(seed: int = 0) -> dict[str, Case]:
         meta={"source": "test fixture", "task": "multiclass", "class_names": ["a", "b", "c"], "seed": seed},
     )
     rng = np.random.default_rng(seed)
-    Xr = rng.normal(size=(200, 3))
-    yr = Xr @ np.array([1.5, -2.0, 0.5]) + 0.1 * rng.normal(size=200)
+    Xr = rng.normal(size=(200, 2))
+    yr = Xr @ np.array([1.5, -2.0]) + 0.1 * rng.normal(size=200)
     line = Dataset(
         "line", Xr[:160], yr[:160], Xr[160:], yr[160:], meta={"source": "test fixture", "task": "regression"}
     )
@@ -94,14 +94,14 @@ def cases(seed: int = 0) -> dict[str, Case]:
         "line-linear": Case(
             "line-linear",
             line,
-            Spec("linear", 3, 1, head="linear", epochs=40, batch_size=None, optimizer=OptimizerSpec("sgd", 0.2)),
+            Spec("linear", 2, 1, head="linear", epochs=40, batch_size=None, optimizer=OptimizerSpec("sgd", 0.2)),
             [_reported("mse", "test", 0.01, "test fixture", 0.01)],
         ),
         # learning rate far past 2/lambda_max: the loss overflows and the run really diverges
         "line-diverge": Case(
             "line-diverge",
             line,
-            Spec("linear", 3, 1, head="linear", epochs=60, batch_size=None, optimizer=OptimizerSpec("sgd", 8.0)),
+            Spec("linear", 2, 1, head="linear", epochs=60, batch_size=None, optimizer=OptimizerSpec("sgd", 8.0)),
         ),
     }
 
@@ -174,15 +174,12 @@ def _grid(spec: Spec, trainer, params, X: np.ndarray, task: str) -> dict | None:
     ylim = [float(X[:, 1].min() - pad), float(X[:, 1].max() + pad)]
     xx, yy = np.meshgrid(np.linspace(*xlim, GRID), np.linspace(*ylim, GRID))
     out = trainer.predict(spec, params, np.column_stack([xx.ravel(), yy.ravel()]))
+    grid = {"xlim": xlim, "ylim": ylim, "shape": [GRID, GRID], "classes": None, "proba": None}
+    if task == "regression":
+        return {**grid, "values": [float(v) for v in out[:, 0]]}
     if task == "binary":
-        return {
-            "xlim": xlim,
-            "ylim": ylim,
-            "shape": [GRID, GRID],
-            "classes": (out[:, 0] >= 0.5).astype(int).tolist(),
-            "proba": [float(v) for v in out[:, 0]],
-        }
-    return {"xlim": xlim, "ylim": ylim, "shape": [GRID, GRID], "classes": out.argmax(axis=1).tolist(), "proba": None}
+        return {**grid, "classes": (out[:, 0] >= 0.5).astype(int).tolist(), "proba": [float(v) for v in out[:, 0]]}
+    return {**grid, "classes": out.argmax(axis=1).tolist()}
 
 
 def train_run(case: Case, backend: str, device: str = "cpu", seed: int = 0, reference: dict | None = None) -> dict:
@@ -299,12 +296,12 @@ def _time_to_target(case: Case, trainer, res, secs: list[float], t_start: float)
         "target": rep["value"],
         "reached": False,
         "seconds": None,
-        "epoch": None,
+        "epochs": None,
     }
     for epoch, params in enumerate(res.param_history):
         value = _predict_metrics(case.dataset.task, case.spec, trainer.predict(case.spec, params, X), y)[rep["metric"]]
         if (value <= rep["value"]) if lower_is_better else (value >= rep["value"]):
-            out.update(reached=True, seconds=float(sum(secs[: epoch + 1])), epoch=epoch + 1)
+            out.update(reached=True, seconds=float(sum(secs[: epoch + 1])), epochs=epoch + 1)
             break
     return out
 
@@ -360,5 +357,5 @@ def _write_side_files(results_dir: Path, names: tuple[str, ...], seed: int, prob
     (results_dir / "config.json").write_text(json.dumps(config, indent=2))
     devices = {n: {"devices": ["cpu"], "reason": "no CUDA device seen on this machine"} for n in names}
     if problems:
-        devices[backends.REFERENCE] = {"devices": ["cpu", "gpu"], "reason": "gpu forced in the config"}
+        devices[backends.REFERENCE] = {"devices": ["cpu", "gpu"], "reason": ""}  # config forced a GPU job
     (results_dir / "devices.json").write_text(json.dumps(devices, indent=2))

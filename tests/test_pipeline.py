@@ -97,6 +97,16 @@ def test_report_and_summary_written(pipeline):
     assert "moons-mlp" in html and "moons-logistic" in html
 
 
+def test_snakemake_report_bundles_the_key_plots(pipeline):
+    work, cfg = pipeline
+    snakemake(work, "--report", str(work / "snakemake-report.zip"), config=cfg)
+    import zipfile
+
+    names = zipfile.ZipFile(work / "snakemake-report.zip").namelist()
+    assert any(n.endswith("summary.csv") for n in names)
+    assert any(n.endswith(".png") for n in names)
+
+
 def test_rerun_leaves_no_duplicate_runs_and_sweeps_orphans(pipeline):
     work, cfg = pipeline
     client, before = mlflow_runs(work, cfg["mlflow"]["experiment"])

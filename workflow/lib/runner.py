@@ -228,13 +228,14 @@ def _time_to_target(spec, prep: Prepared, param_history, epoch_s, target) -> tup
     if target is None:
         return history, None
     series = history.get(f"{target['split']}_{target['metric']}", [])
+    goal = {"metric": target["metric"], "split": target["split"], "target": target["value"]}
     lower = target["metric"] in LOWER_IS_BETTER
     cum = np.cumsum(epoch_s)
     for e, v in enumerate(series):
         if v is not None and (v <= target["value"] if lower else v >= target["value"]):
-            return history, {**target, "reached": True, "epoch": e, "seconds": float(cum[e])}
+            return history, {**goal, "reached": True, "epochs": e + 1, "seconds": float(cum[e])}
     best = (min if lower else max)((v for v in series if v is not None), default=None)
-    return history, {**target, "reached": False, "epoch": None, "seconds": None, "best": best}
+    return history, {**goal, "reached": False, "epochs": None, "seconds": None, "best": best}
 
 
 def _inference(backend, spec, params, X, cfg: JobConfig, device) -> list[float]:

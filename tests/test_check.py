@@ -1,0 +1,277 @@
+"""The CI regression checker and the baselines it reads, on run results really trained by the
+NumPy reference (tests/helpers_results.py), then edited the way a regression would change them."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reports import baselines as B
+from reports import check as C
+from tests.helpers_results import build_results
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> Path:
+    """A clean results tree (no failed/diverged run) and its baselines, built once."""
+    base = tmp_path_factory.mktemp("check")
+    results = base / "results"
+    build_results(results, seed=0, problems=False)
+    assert B.main(["--results", str(results), "--out", str(base / "baselines.json")]) == 0
+    return base
+
+
+@pytest.fixture
+def work(trained, tmp_path) -> Path:
+    """A private copy of the trained tree and baselines, free to edit."""
+    shutil.copytree(trained / "results", tmp_path / "results")
+    shutil.copy(trained / "baselines.json", tmp_path / "baselines.json")
+    return tmp_path
+
+
+def run_check(work: Path, *extra: str, baselines: Path | None = None) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = C.main(
+            ["--results", str(work / "results"), "--baselines", str(baselines or work / "baselines.json"), *extra]
+        )
+    return code, buf.getvalue()
+
+
+def edit(work: Path, experiment: str, run: str, fn) -> None:
+    path = work / "results" / "runs" / experiment / f"{run}.json"
+    data = json.loads(path.read_text())
+    fn(data)
+    path.write_text(json.dumps(data))
+
+
+def row(out: str, *tokens: str) -> str:
+    """The one printed table row that holds every token."""
+    hits = [line for line in out.splitlines() if all(t in line for t in tokens)]
+    assert len(hits) == 1, f"expected one row with {tokens}, got {hits} in:\n{out}"
+    return hits[0]
+
+
+def test_unchanged_results_pass(work):
+    code, out = run_check(work)
+    assert code == 0, out
+    n = sum(len(e["runs"]) for e in json.loads((work / "baselines.json").read_text())["experiments"].values())
+    assert n == 12  # 4 experiments x 3 backends
+    assert "all " in out and " checks passed" in out
+    assert int(out.split("all ")[1].split()[0]) > 3 * n  # status + quality + parity + throughput per run
+
+
+def test_lower_accuracy_fails_with_its_row(work):
+    def lower(d):
+        d["metrics"]["test"]["accuracy"] -= 0.25
+
+    edit(work, "moons-mlp", "torch-cpu", lower)
+    code, out = run_check(work)
+    assert code == 1
+    line = row(out, "moons-mlp", "torch-cpu", "test.accuracy")
+    assert "REGRESSED" in line
+    assert "1 of " in out and "checks failed" in out
+
+
+def test_higher_mse_fails_and_lower_is_a_change(work):
+    edit(
+        work, "line-linear", "jax-eager-cpu", lambda d: d["metrics"]["test"].update(mse=d["metrics"]["test"]["mse"] * 3)
+    )
+    edit(work, "line-linear", "torch-cpu", lambda d: d["metrics"]["train"].update(mse=d["metrics"]["train"]["mse"] / 3))
+    code, out = run_check(work)
+    assert code == 1
+    assert "REGRESSED" in row(out, "line-linear", "jax-eager-cpu", "test.mse")
+    assert "CHANGED" in row(out, "line-linear", "torch-cpu", "train.mse")
+
+
+def test_missing_run_fails(work):
+    (work / "results" / "runs" / "moons-logistic" / "jax-eager-cpu.json").unlink()
+    code, out = run_check(work)
+    assert code == 1
+    assert "MISSING" in row(out, "moons-logistic", "jax-eager-cpu")
+
+
+def test_run_missing_because_not_scheduled_is_a_note(work, tmp_path):
+    # baselines from a machine with a GPU: the same tree plus a torch GPU run
+    gpu_tree = tmp_path / "gpu"
+    shutil.copytree(work / "results", gpu_tree)
+    src = json.loads((gpu_tree / "runs" / "moons-mlp" / "torch-cpu.json").read_text())
+    src["device"] = "gpu"
+    (gpu_tree / "runs" / "moons-mlp" / "torch-gpu.json").write_text(json.dumps(src))
+    assert B.main(["--results", str(gpu_tree), "--out", str(tmp_path / "gpu-baselines.json")]) == 0
+
+    code, out = run_check(work, baselines=tmp_path / "gpu-baselines.json")  # devices.json: torch on cpu only
+    assert code == 0, out
+    assert "not scheduled: no CUDA device seen" in row(out, "moons-mlp", "torch-gpu")
+
+    devices = json.loads((work / "results" / "devices.json").read_text())
+    devices["torch"] = {"devices": ["cpu", "gpu"], "reason": ""}
+    (work / "results" / "devices.json").write_text(json.dumps(devices))
+    code, out = run_check(work, baselines=tmp_path / "gpu-baselines.json")
+    assert code == 1
+    assert "MISSING" in row(out, "moons-mlp", "torch-gpu")
+
+
+def test_diverged_run_fails_with_its_message(work):
+    def diverge(d):
+        d.update(status="diverged", message="loss became NaN/inf at epoch 3; lower the learning rate", metrics=None)
+
+    edit(work, "blobs3-softmax", "torch-cpu", diverge)
+    code, out = run_check(work)
+    assert code == 1
+    line = row(out, "blobs3-softmax", "torch-cpu", "status")
+    assert "diverged" in line and "FAILED: loss became NaN/inf at epoch 3" in line
+
+
+def test_failed_run_outside_the_baselines_fails(work):
+    new = json.loads((work / "results" / "runs" / "moons-mlp" / "torch-cpu.json").read_text())
+    new.update(backend="tensorflow", status="failed", message="ImportError: no module named tensorflow")
+    (work / "results" / "runs" / "moons-mlp" / "tensorflow-cpu.json").write_text(json.dumps(new))
+    code, out = run_check(work)
+    assert code == 1
+    assert "FAILED (not in baselines)" in row(out, "moons-mlp", "tensorflow-cpu")
+
+
+def test_parity_beyond_bound_fails(work):
+    edit(work, "moons-logistic", "torch-cpu", lambda d: d["parity"].update(max_rel_loss_deviation=0.3))
+    code, out = run_check(work)
+    assert code == 1
+    assert "BEYOND BOUND" in row(out, "moons-logistic", "torch-cpu", "parity")
+
+
+def _speed_up(factor: float):
+    def fn(d):
+        t = d["timings"]["train_samples_per_s"]
+        for k in ("median", "p20", "p80"):
+            t[k] *= factor
+        t["raw"] = [v * factor for v in t["raw"]]
+
+    return fn
+
+
+def test_throughput_ratio_change_is_flagged_but_passes(work):
+    edit(work, "moons-mlp", "jax-eager-cpu", _speed_up(10.0))
+    code, out = run_check(work)
+    assert code == 0, out
+    line = row(out, "moons-mlp", "jax-eager-cpu", "train speed / numpy-cpu")
+    assert "FLAGGED" in line and "not failing" in line
+
+    code, out = run_check(work, "--fail-on-throughput")
+    assert code == 1
+    assert "FLAGGED" in row(out, "moons-mlp", "jax-eager-cpu", "train speed")
+
+    base = json.loads((work / "baselines.json").read_text())
+    base["throughput"]["fail"] = True
+    (work / "baselines.json").write_text(json.dumps(base))
+    assert run_check(work)[0] == 1
+
+
+def test_small_throughput_drift_is_not_flagged(work):
+    edit(work, "moons-mlp", "jax-eager-cpu", _speed_up(1.5))  # within the 3x factor
+    code, out = run_check(work, "--fail-on-throughput")
+    assert code == 0, out
+    assert "FLAGGED" not in out
+
+
+def test_throughput_with_another_fingerprint_is_not_comparable(work):
+    def other_machine(d):
+        _speed_up(10.0)(d)
+        d["environment"]["fingerprint"] = "feedface"
+
+    edit(work, "moons-mlp", "jax-eager-cpu", other_machine)
+    code, out = run_check(work, "--fail-on-throughput")
+    assert code == 0, out
+    line = row(out, "moons-mlp", "jax-eager-cpu", "train speed")
+    assert "not comparable" in line and "feedface" in line
+    assert "FLAGGED" not in out
+
+
+def test_tolerance_from_seeds_is_max_of_k_std_and_floor(trained, tmp_path):
+    seed1 = tmp_path / "seed1"
+    build_results(seed1, seed=1, problems=False)
+    out = tmp_path / "b.json"
+    assert B.main(["--results", str(trained / "results"), "--out", str(out), "--from-seeds", str(seed1)]) == 0
+    data = json.loads(out.read_text())
+    assert "max(k * std, floor)" in data["method"] and "k = 3" in data["method"]
+    assert data["sources"]["seeds"] == [0, 1]
+    checked = from_std = 0
+    for exp, e in data["experiments"].items():
+        for label, entry in e["runs"].items():
+            runs = [json.loads((d / "runs" / exp / f"{label}.json").read_text()) for d in (trained / "results", seed1)]
+            for key, m in entry["metrics"].items():
+                split, name = key.split(".")
+                values = [r["metrics"][split][name] for r in runs]
+                std = float(np.std(values, ddof=1))
+                n = sum(map(sum, runs[0]["metrics"][split]["confusion_matrix"])) if name != "mse" else None
+                floor = {"accuracy": max(0.02, 1 / n) if n else 0, "f1": max(0.03, 2 / n) if n else 0}.get(
+                    name, max(0.1 * abs(values[0]), 1e-6)
+                )
+                assert m["expected"] == values[0]
+                assert m["n"] == 2
+                assert math.isclose(m["tolerance"], max(3 * std, floor), rel_tol=1e-12)
+                checked += 1
+                from_std += m["tolerance"] > m["floor"]
+    assert checked == 42  # 3 classification experiments x 3 runs x 4 metrics + 1 regression x 3 runs x 2
+    assert from_std > 0, "no tolerance came from the seed spread: the rule's k * std branch went untested"
+    # the seed-0 tree passes against its own seed-derived baselines
+    assert C.main(["--results", str(trained / "results"), "--baselines", str(out)]) == 0
+
+
+def test_seed_dir_with_the_same_seed_is_refused(trained, tmp_path, capsys):
+    code = B.main(
+        [
+            "--results",
+            str(trained / "results"),
+            "--out",
+            str(tmp_path / "b.json"),
+            "--from-seeds",
+            str(trained / "results"),
+        ]
+    )
+    assert code == 2
+    assert "other seeds" in capsys.readouterr().err
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_bad_input_is_a_clear_error(work, tmp_path, capsys):
+    assert C.main(["--results", str(work / "results"), "--baselines", str(tmp_path / "nope.json")]) == 2
+    assert "python -m reports.baselines" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text('{"experiments": []}')
+    assert C.main(["--results", str(work / "results"), "--baselines", str(tmp_path / "bad.json")]) == 2
+    assert "schema_version 1" in capsys.readouterr().err
+    assert C.main(["--results", str(tmp_path / "empty"), "--baselines", str(work / "baselines.json")]) == 2
+    assert "run the pipeline first" in capsys.readouterr().err
+
+
+def test_command_line_entry_points(work):
+    out = work / "fresh.json"
+    ok = subprocess.run(
+        [sys.executable, "-m", "reports.baselines", "--results", str(work / "results"), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stderr
+    edit(work, "moons-mlp", "numpy-cpu", lambda d: d["metrics"]["train"].update(f1=0.1))
+    bad = subprocess.run(
+        [sys.executable, "-m", "reports.check", "--results", str(work / "results"), "--baselines", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1
+    header = bad.stdout.splitlines()[0].split()
+    assert header == ["experiment", "backend", "metric", "expected", "got", "tolerance", "verdict"]
+    assert "REGRESSED" in row(bad.stdout, "moons-mlp", "numpy-cpu", "train.f1")
