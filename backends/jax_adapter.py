@@ -361,6 +361,13 @@ class JaxBackend(Backend):
             info["platform_version"] = get_backend("gpu").platform_version  # CUDA version string
         except (ImportError, RuntimeError, AttributeError):
             pass
+        try:
+            from jax._src.lib import cuda_versions  # the CUDA plugin's version probes (private)
+
+            v = int(cuda_versions.cuda_driver_get_version())
+            info["driver"] = f"CUDA driver API {v // 1000}.{v % 1000 // 10}"
+        except (ImportError, AttributeError, RuntimeError, TypeError, ValueError):
+            pass
         stats = d.memory_stats() or {}
         if "bytes_limit" in stats:
             info["memory_bytes"] = int(stats["bytes_limit"])
@@ -401,13 +408,11 @@ class JaxBackend(Backend):
 
         losses, seconds, history = [], [], []
         fns, compile_seconds = None, 0.0
+        # The indices go to the device before the clock starts (int32: XLA's index type): all
+        # epochs at once for the compiled mode, each epoch's before it for the eager loop.
+        indices = self._indices(schedule, 0, schedule.epochs, dev) if not eager else None
         for e in range(schedule.epochs):
-            # This epoch's indices go to the device before the clock starts (int32: XLA's index type).
-            full, last = schedule.full_batches(e).astype(np.int32), schedule.last_batch(e)
-            last = None if last is None else last.astype(np.int32)
-            batches = jax.block_until_ready(
-                jax.device_put([*full, *([] if last is None else [last])] if eager else [full, last], dev)
-            )
+            batches = indices[e] if not eager else self._indices(schedule, e, e + 1, dev)[0]
             t0 = time.perf_counter()
             if fns is None:  # epoch 0 includes the compile (also reported apart)
                 fns, compile_seconds = self._compile(key, dev, (params, opt_state, Xd, Yd), batches)
@@ -419,7 +424,7 @@ class JaxBackend(Backend):
             else:
                 batch_losses = []
                 for i, idx in enumerate(batches):
-                    params, opt_state, loss = fns[i >= len(full)](params, opt_state, Xd, Yd, idx)
+                    params, opt_state, loss = fns[i >= schedule.n_full](params, opt_state, Xd, Yd, idx)
                     batch_losses.append(loss)
                 jax.block_until_ready((params, opt_state, batch_losses))
                 seconds.append(time.perf_counter() - t0)
@@ -428,6 +433,15 @@ class JaxBackend(Backend):
             if record_params:
                 history.append(_from_tree(params, dt))
         return self._result(spec, params, losses, seconds, compile_seconds, history if record_params else None)
+
+    def _indices(self, schedule: Schedule, start: int, stop: int, dev: Any) -> list[list]:
+        """Per epoch: [full (n_full, B), last or None] (compiled) or every batch's indices (eager)."""
+        out = []
+        for e in range(start, stop):
+            full, last = schedule.full_batches(e).astype(np.int32), schedule.last_batch(e)
+            last = None if last is None else last.astype(np.int32)
+            out.append([*full, *([] if last is None else [last])] if self.mode == "eager" else [full, last])
+        return self._jax().block_until_ready(self._jax().device_put(out, dev))
 
     def _compile(self, key: tuple, dev: Any, state: tuple, batches: list) -> tuple[list, float]:
         """compiled: [epoch function]; eager: [step on a full batch, step on the last batch]."""

@@ -215,7 +215,10 @@ def _make_epoch_fn(torch: Any, spec: Spec, model: Any, batch: int, n_full: int, 
 
     def epoch(params: tuple, state: tuple, xs: Any, ys: Any, x_last: Any, y_last: Any) -> tuple:
         total = torch.zeros((), dtype=xs.dtype, device=xs.device)
-        if n_full:
+        if n_full == 1:  # full batch: no loop to scan
+            params, state, loss = step(params, state, xs[0], ys[0])
+            total = loss * batch
+        elif n_full:
             (params, state), losses = scan(body, (params, state), (xs, ys))
             total = losses.sum() * batch
         if tail:
@@ -237,29 +240,61 @@ def _contiguous_strides(t: Any) -> Any:
 
 @dataclass
 class _Compiled:
-    fn: Callable
+    """An epoch function and its compiled form, built on first use with the first options that work."""
+
+    raw: Callable
     model: Any
-    warmed: bool = False
+    attempts: list[dict]
+    fn: Callable | None = None
     options: dict = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def build(self, torch: Any, args: tuple) -> float:
+        """Compile with one throwaway call on args (the function is pure, so nothing changes);
+        return the seconds it took. Raises the last error when no option set compiles."""
+        from torch._dynamo.exc import BackendCompilerFailed
+        from torch._inductor.exc import InductorError
+
+        t0 = time.perf_counter()
+        for options in self.attempts:
+            fn = torch.compile(self.raw, fullgraph=True, dynamic=False, options=dict(options) or None)
+            try:
+                out = fn(*args)
+            except (BackendCompilerFailed, InductorError) as e:
+                self.failures.append(f"{options}: {_first_line(e)}")
+                if options is self.attempts[-1]:
+                    raise
+                continue
+            if args[2].device.type == "cuda":
+                torch.cuda.synchronize()
+            out[2].item()
+            self.fn, self.options = fn, dict(options)
+            break
+        return time.perf_counter() - t0
 
 
-def _compiled_epoch(torch: Any, spec: Spec, device: str, batch: int, n_full: int, tail: int) -> tuple[_Compiled, bool]:
-    """The compiled epoch function for this spec and shapes, cached per process; and whether it is new."""
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _compiled_epoch(torch: Any, spec: Spec, device: str, batch: int, n_full: int, tail: int) -> _Compiled:
+    """The epoch function for this spec and shapes, cached per process (compiled on first use)."""
     key = _key(spec, device, batch, n_full, tail, "scan")
     hit = _COMPILED.get(key)
     if hit is not None:
-        return hit, False
+        return hit
     # One code object serves every spec/shape (closures), each a dynamo cache entry: room for many.
     dyn = torch._dynamo.config
     dyn.recompile_limit = max(dyn.recompile_limit, 256)
     dyn.accumulated_recompile_limit = max(dyn.accumulated_recompile_limit, 4096)
     model = _build_model(torch, spec, _tdevice(device), getattr(torch, spec.dtype))
-    options = {"cpp_wrapper": True} if device == "cpu" else {}
-    fn = torch.compile(
-        _make_epoch_fn(torch, spec, model, batch, n_full, tail), fullgraph=True, dynamic=False, options=options
-    )
-    _COMPILED[key] = entry = _Compiled(fn=fn, model=model, options=options)
-    return entry, True
+    # cpp_wrapper: the host code (scan's loop included) in C++, not Python; measured faster per step.
+    # It has codegen bugs on some graphs (seen: a full-batch linear MLP), hence the plain retry.
+    attempts = [{"cpp_wrapper": True}, {}] if device == "cpu" else [{}]
+    raw = _make_epoch_fn(torch, spec, model, batch, n_full, tail)
+    _COMPILED[key] = entry = _Compiled(raw=raw, model=model, attempts=attempts)
+    return entry
 
 
 def _key(spec: Spec, device: str, batch: int, n_full: int, tail: int, variant: str) -> tuple:
@@ -482,8 +517,7 @@ class TorchBackend(Backend):
 
         Xt, Yt, orders = self._data(torch, spec, X, Y, schedule, device)
         B, n_full, tail = schedule.batch_size, schedule.n_full, schedule.remainder
-        entry, _ = _compiled_epoch(torch, spec, device, B, n_full, tail)
-        extra["inductor_options"] = dict(entry.options)
+        entry = _compiled_epoch(torch, spec, device, B, n_full, tail)
         params = tuple(_to_torch_layout(torch, init_params, _tdevice(device), Xt.dtype))
         state = _init_state(torch, spec.optimizer, params)
         log = _Log(torch, device, record_params)
@@ -491,30 +525,29 @@ class TorchBackend(Backend):
         for epoch in range(schedule.epochs):
             log.start()
             batches = _gather(Xt, Yt, orders[epoch], B, n_full, tail)
-            if not entry.warmed:
-                # Compile (trace + inductor + C++ build) with one throwaway call: the function is
-                # pure, so its outputs are dropped and training starts from the same state.
-                t0 = time.perf_counter()
+            if entry.fn is None:
+                if entry.failures and len(entry.failures) >= len(entry.attempts):
+                    return self._fallback(torch, spec, X, Y, init_params, schedule, device, record_params, extra, entry)
                 try:
-                    _sync(torch, device, entry.fn(params, state, *batches)[2])
-                except (BackendCompilerFailed, InductorError) as e:
-                    return self._fallback(torch, spec, X, Y, init_params, schedule, device, record_params, extra, e)
-                compile_s = time.perf_counter() - t0
-                entry.warmed = True
+                    compile_s = entry.build(torch, (params, state, *batches))
+                except (BackendCompilerFailed, InductorError):
+                    return self._fallback(torch, spec, X, Y, init_params, schedule, device, record_params, extra, entry)
             params, state, total = entry.fn(params, state, *batches)
             log.stop(_sync(torch, device, total) / schedule.samples_per_epoch, lambda p=params: list(p))
+        extra["inductor_options"] = dict(entry.options)
+        if entry.failures:
+            extra["compile_failures"] = list(entry.failures)
         return log.result(list(params), spec, compile_s)
 
-    def _fallback(self, torch, spec, X, Y, init_params, schedule, device, record_params, extra, err) -> TrainResult:
-        """torch.compile failed to build (no C++ compiler, say): train with the fused loop, say so."""
-        msg = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    def _fallback(self, torch, spec, X, Y, init_params, schedule, device, record_params, extra, entry) -> TrainResult:
+        """torch.compile could not build the epoch (no C++ compiler, say): train with the fused loop, say so."""
         warnings.warn(
-            f"torch.compile failed ({msg}); backend {self.name!r} falls back to variant 'fused'. "
-            "Install a C++ compiler (g++) for inductor to get the compiled variant.",
+            f"torch.compile failed ({entry.failures[-1]}); backend {self.name!r} falls back to variant 'fused'. "
+            "Inductor needs a working C++ compiler (g++) on CPU for the compiled variant.",
             RuntimeWarning,
             stacklevel=3,
         )
-        extra.update(variant="fused", fallback_from="scan", fallback_reason=msg)
+        extra.update(variant="fused", fallback_from="scan", compile_failures=list(entry.failures))
         return self._train_fused(torch, spec, X, Y, init_params, schedule, device, record_params, extra)
 
     def _train_cuda_graph(self, torch, spec, X, Y, init_params, schedule, device, record_params, extra) -> TrainResult:

@@ -25,6 +25,13 @@ GENERATORS: dict[str, Callable[..., Dataset]] = {
     "mnist10k": mnist.mnist10k,
 }
 
+# The task of each dataset, known without building it (the full MNIST needs its files).
+TASKS: dict[str, str] = {
+    **dict.fromkeys(["linear", "moons", "circles", "sine", "blobs2", "hotels-hot"], "binary"),
+    **dict.fromkeys(["spiral", "blobs4", "hotels-category", "mnist", "mnist10k"], "multiclass"),
+    **dict.fromkeys(["hotels-linear", "hotels"], "regression"),
+}
+
 
 def names() -> list[str]:
     return list(GENERATORS)
@@ -45,4 +52,4 @@ def build(name: str, **params) -> Dataset:
     return gen(**params)
 
 
-__all__ = ["Dataset", "DatasetError", "GENERATORS", "build", "load", "names"]
+__all__ = ["Dataset", "DatasetError", "GENERATORS", "TASKS", "build", "load", "names"]

@@ -32,8 +32,8 @@ class Standardizer:
 
 
 def targets(y: np.ndarray, task: str, n_outputs: int) -> np.ndarray:
-    """Float targets of shape (n, n_outputs): values, 0/1 column, or one-hot rows."""
-    if task == "multiclass":
+    """Float targets of shape (n, n_outputs): values, 0/1 column, or one-hot rows (any softmax head)."""
+    if task != "regression" and n_outputs > 1:
         y = np.asarray(y, dtype=np.int64)
         if y.min() < 0 or y.max() >= n_outputs:
             raise ValueError(f"labels must lie in 0..{n_outputs - 1} for a {n_outputs}-unit softmax head")

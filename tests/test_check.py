@@ -1,5 +1,5 @@
-"""The CI regression checker and the baselines it reads, on run results really trained by the
-NumPy reference (tests/helpers_results.py), then edited the way a regression would change them."""
+"""The CI regression checker and the baselines it reads, on a results tree written by the pipeline's
+own runner on real backends (tests/helpers_results.py), then edited the way a regression would change them."""
 
 from __future__ import annotations
 
@@ -15,17 +15,17 @@ import pytest
 
 from reports import baselines as B
 from reports import check as C
-from tests.helpers_results import build_results
+from tests.helpers_results import build_results, shared_tree, without_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> Path:
-    """A clean results tree (no failed/diverged run) and its baselines, built once."""
+    """A clean results tree (no failed/diverged run) and its baselines, built once: the shared seed-0
+    tree (tests/test_report.py reads it too) less its diverging experiment and failed run."""
     base = tmp_path_factory.mktemp("check")
-    results = base / "results"
-    build_results(results, seed=0, problems=False)
+    results = without_problems(shared_tree(tmp_path_factory, seed=0), base / "results")
     assert B.main(["--results", str(results), "--out", str(base / "baselines.json")]) == 0
     return base
 
@@ -68,7 +68,8 @@ def test_unchanged_results_pass(work):
     code, out = run_check(work)
     assert code == 0, out
     n = sum(len(e["runs"]) for e in json.loads((work / "baselines.json").read_text())["experiments"].values())
-    assert n == 12  # 4 experiments x 3 backends
+    config = json.loads((work / "results" / "config.json").read_text())
+    assert n == len(config["experiments"]) * len(config["backends"])  # every run of the clean tree is baselined
     assert "all " in out and " checks passed" in out
     assert int(out.split("all ")[1].split()[0]) > 3 * n  # status + quality + parity + throughput per run
 
@@ -86,14 +87,15 @@ def test_lower_accuracy_fails_with_its_row(work):
 
 
 def test_higher_mse_fails_and_lower_is_a_change(work):
-    edit(
-        work, "line-linear", "jax-eager-cpu", lambda d: d["metrics"]["test"].update(mse=d["metrics"]["test"]["mse"] * 3)
-    )
-    edit(work, "line-linear", "torch-cpu", lambda d: d["metrics"]["train"].update(mse=d["metrics"]["train"]["mse"] / 3))
+    def scale(split: str, factor: float):
+        return lambda d: d["metrics"][split].update(mse=d["metrics"][split]["mse"] * factor)
+
+    edit(work, "hotels-mlp", "jax-eager-cpu", scale("test", 3))
+    edit(work, "hotels-mlp", "torch-cpu", scale("train", 1 / 3))
     code, out = run_check(work)
     assert code == 1
-    assert "REGRESSED" in row(out, "line-linear", "jax-eager-cpu", "test.mse")
-    assert "CHANGED" in row(out, "line-linear", "torch-cpu", "train.mse")
+    assert "REGRESSED" in row(out, "hotels-mlp", "jax-eager-cpu", "test.mse")
+    assert "CHANGED" in row(out, "hotels-mlp", "torch-cpu", "train.mse")
 
 
 def test_missing_run_fails(work):
@@ -128,10 +130,10 @@ def test_diverged_run_fails_with_its_message(work):
     def diverge(d):
         d.update(status="diverged", message="loss became NaN/inf at epoch 3; lower the learning rate", metrics=None)
 
-    edit(work, "blobs3-softmax", "torch-cpu", diverge)
+    edit(work, "blobs4-softmax", "torch-cpu", diverge)
     code, out = run_check(work)
     assert code == 1
-    line = row(out, "blobs3-softmax", "torch-cpu", "status")
+    line = row(out, "blobs4-softmax", "torch-cpu", "status")
     assert "diverged" in line and "FAILED: loss became NaN/inf at epoch 3" in line
 
 
@@ -223,7 +225,8 @@ def test_tolerance_from_seeds_is_max_of_k_std_and_floor(trained, tmp_path):
                 assert math.isclose(m["tolerance"], max(3 * std, floor), rel_tol=1e-12)
                 checked += 1
                 from_std += m["tolerance"] > m["floor"]
-    assert checked == 42  # 3 classification experiments x 3 runs x 4 metrics + 1 regression x 3 runs x 2
+    runs = [json.loads(p.read_text()) for p in (trained / "results" / "runs").glob("*/*.json")]
+    assert checked == sum(2 if r["task"] == "regression" else 4 for r in runs)  # train/test x (mse | accuracy, f1)
     assert from_std > 0, "no tolerance came from the seed spread: the rule's k * std branch went untested"
     # the seed-0 tree passes against its own seed-derived baselines
     assert C.main(["--results", str(trained / "results"), "--baselines", str(out)]) == 0

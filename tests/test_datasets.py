@@ -345,3 +345,12 @@ def test_full_mnist_rejects_a_wrong_file_under_a_canonical_name(t10k_copy):
         (t10k_copy / dst).write_bytes((t10k_copy / src).read_bytes())
     with pytest.raises(DatasetError, match=r"train-images-idx3-ubyte\.gz.*f68b3c2dcbeaaa9fbdd348bbdeb94873"):
         mnist_module.mnist(directory=t10k_copy)
+
+
+@pytest.mark.parametrize("name", [n for n in datasets.names() if n != "mnist"])
+def test_declared_task_matches_the_built_dataset(name):
+    assert datasets.TASKS[name] == datasets.build(name).task
+
+
+def test_every_dataset_declares_its_task():
+    assert set(datasets.TASKS) == set(datasets.names())

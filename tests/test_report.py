@@ -1,8 +1,9 @@
-"""The summary table, the plots and the HTML report, on run results really trained by the NumPy
-reference (tests/helpers_results.py); the page is opened in real headless Chromium."""
+"""The summary table, the plots and the HTML report, on a results tree written by the pipeline's own
+runner on real backends (tests/helpers_results.py); the page is opened in real headless Chromium."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -16,7 +17,7 @@ import pytest
 from reports import html as H
 from reports import plots as P
 from reports.results import ResultsError, load_runs, speedup_vs_slowest
-from tests.helpers_results import build_results
+from tests.helpers_results import DIVERGING, FAILING, NOT_SEEN, shared_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,10 +35,12 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="session")
 def results(tmp_path_factory) -> Path:
-    """A full results tree: 5 experiments, 3 backends, one diverged and one failed run, side files."""
-    root = tmp_path_factory.mktemp("report") / "results"
-    build_results(root, seed=0, problems=True)
-    return root
+    """A full results tree: 5 experiments (one diverging) x 3 backends, one failed GPU run, side files."""
+    return shared_tree(tmp_path_factory, seed=0)
+
+
+def read_run(results: Path, experiment: str, label: str) -> dict:
+    return json.loads((results / "runs" / experiment / f"{label}.json").read_text())
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +59,8 @@ def test_summary_has_one_row_per_run_with_the_files_values(results, tmp_path):
     assert proc.returncode == 0, proc.stderr
     frame = pd.read_csv(out)
     files = sorted((results / "runs").glob("*/*.json"))
-    assert len(frame) == len(files) == 14
+    config = json.loads((results / "config.json").read_text())
+    assert len(frame) == len(files) == len(config["experiments"]) * len(config["backends"]) + 1  # + the failed run
     for col in (
         "experiment", "dataset", "backend", "framework", "mode", "device", "status", "train_accuracy", "test_f1",
         "test_mse", "test_r2", "final_loss", "train_samples_per_s_median", "train_samples_per_s_p20",
@@ -70,8 +74,11 @@ def test_summary_has_one_row_per_run_with_the_files_values(results, tmp_path):
     assert got.train_samples_per_s_median == run["timings"]["train_samples_per_s"]["median"]
     assert got.final_loss == run["loss_history"][-1]
     assert got.framework == "torch" and got["mode"] == "compiled"
-    failed = frame[frame.status == "failed"].iloc[0]
-    assert "sees no 'gpu' device" in failed.message and pd.isna(failed.test_accuracy)
+    failed = frame[frame.status == "failed"]
+    assert len(failed) == 1 and (failed.experiment.iloc[0], failed.backend.iloc[0]) == FAILING[:2]
+    assert "sees no 'gpu' device" in failed.message.iloc[0] and pd.isna(failed.test_accuracy.iloc[0])
+    diverged = frame[frame.status == "diverged"]
+    assert set(diverged.experiment) == {DIVERGING} and diverged.train_mse.isna().all()
     assert set(frame[frame.task == "regression"].test_accuracy.isna()) == {True}
     # the reference backend comes first within each experiment
     assert frame.groupby("experiment").backend.first().eq("numpy").all()
@@ -96,43 +103,79 @@ def test_every_figure_renders_to_png(results, tmp_path):
     for fn in (P.loss_curves, P.throughput_bars):
         for exp, rs in by_exp.items():
             fig = fn(rs)
-            if exp == "line-diverge" and fn is P.throughput_bars:
+            if exp == DIVERGING and fn is P.throughput_bars:
                 assert fig is None  # a diverged run has no throughput to draw
                 continue
             assert P.png_bytes(fig).startswith(PNG), (fn.__name__, exp)
-    assert P.confusion_matrices(by_exp["line-linear"]) is None  # regression: no confusion matrix
-    assert P.png_bytes(P.confusion_matrices(by_exp["blobs3-softmax"])).startswith(PNG)
+    assert P.confusion_matrices(by_exp["hotels-mlp"]) is None  # regression: no confusion matrix
+    assert P.png_bytes(P.confusion_matrices(by_exp["blobs4-softmax"])).startswith(PNG)
     by_ds = P.by_dataset(runs)
-    assert P.png_bytes(P.decision_boundaries(by_ds["line"])).startswith(PNG)  # regression: predicted values
-    broken = [
-        {**r, "decision_grid": {**r["decision_grid"], "shape": [7, 7]}} for r in by_ds["line"] if r["status"] == "ok"
-    ]
+    hotels_ok = [r for r in by_ds["hotels"] if r["status"] == "ok"]
+    assert hotels_ok and all(r["decision_grid"]["values"] for r in hotels_ok)  # regression: predicted values
+    assert P.png_bytes(P.decision_boundaries(by_ds["hotels"])).startswith(PNG)
+    broken = [{**r, "decision_grid": {**r["decision_grid"], "shape": [7, 7]}} for r in hotels_ok]
     assert P.decision_boundaries(broken) is None  # a grid that does not match its shape is not drawn
     points = P.dataset_points(results, "moons")
     assert points is not None and points[0].shape[1] == 2
     assert P.png_bytes(P.decision_boundaries(by_ds["moons"], points)).startswith(PNG)
     written = P.write_figures(runs, tmp_path / "plots", results)
     names = {p.name for p in written}
-    assert {"loss-moons-mlp.png", "confusion-blobs3-softmax.png", "throughput-moons-mlp.png"} <= names
-    assert {"decision-moons.png", "decision-blobs3.png", "decision-line.png"} <= names
+    assert {"loss-moons-mlp.png", "confusion-blobs4-softmax.png", "throughput-moons-mlp.png"} <= names
+    assert {"decision-moons.png", "decision-blobs4.png", "decision-hotels.png"} <= names
+    assert "throughput-" + DIVERGING + ".png" not in names and "confusion-hotels-mlp.png" not in names
     assert all(p.read_bytes().startswith(PNG) for p in written)
 
 
+def experiment_rows(table_html: str, experiment: str) -> str:
+    """The rows of one experiment in a report table grouped by experiment (in name order, bold first cell)."""
+    names = sorted(set(re.findall(r"<b>([\w.-]+)</b>", table_html)))
+    start = table_html.index(f"<b>{experiment}</b>")
+    later = [table_html.index(f"<b>{n}</b>") for n in names if n > experiment]
+    return table_html[start : min(later, default=len(table_html))]
+
+
+def section_html(page: str, key: str) -> str:
+    start = page.index(f'<section id="{key}">')
+    return page[start : page.index("</section>", start)]
+
+
 def test_page_content(results, page):
+    runs = load_runs(results)
     for key, _ in H.NAV:
         assert f'id="{key}"' in page and f'href="#{key}"' in page
-    # environment: the failed GPU run has its own fingerprint, so results are not like-for-like
+    # environment: the CPU runs share one fingerprint, the failed GPU run has its own: not like-for-like
+    cpu = {r["environment"]["fingerprint"] for r in runs if r["device"] == "cpu"}
+    gpu = {r["environment"]["fingerprint"] for r in runs if r["device"] == "gpu"}
+    assert len(cpu) == len(gpu) == 1 and cpu != gpu
     assert "2 different environment fingerprints" in page and "not like-for-like" in page
-    # documents vs measured: blobs3 is measured 0.95 against the reported 0.99 +- 0.02
-    assert 'title="out of tolerance">✗' in page and "✓" in page
+    # documents vs measured: every figure of every finished run is marked within (✓) or out of (✗) tolerance
+    documents = section_html(page, "documents")
+    marks = set()
+    for r in runs:
+        if r["status"] != "ok" or r["backend"] != "numpy":
+            continue
+        row = experiment_rows(documents, r["experiment"])
+        for fig in r["reported"]:
+            marks.add(fig["within_tolerance"])
+            assert H.fmt(fig["measured"], ".4f" if fig["metric"] == "accuracy" else ".4g") in row, fig
+            assert ("✓" if fig["within_tolerance"] else 'title="out of tolerance">✗') in row, fig
+    assert marks == {True, False}, "the short runs should meet some figures and miss others"
+    blobs = read_run(results, "blobs4-softmax", "numpy-cpu")
+    assert blobs["reported"][0]["within_tolerance"] is False, "a short run was expected to miss blobs4's 0.9225"
     assert "adl1 §3.1" in page
-    # time to target never reached for blobs3 (target 0.99); reached for the others
-    assert "not reached" in page and "test accuracy ≥ 0.99" in page
+    # time to target: never reached for blobs4 (its test accuracy figure), reached by some other run
+    ttt = blobs["timings"]["time_to_target"]
+    assert ttt["reached"] is False
+    assert "not reached" in page and f"test accuracy ≥ {H.fmt(ttt['target'], '.4g')}" in page
+    reached = [t for r in runs if (t := (r.get("timings") or {}).get("time_to_target") or {}).get("reached")]
+    assert reached, "no run reached its target: the report's reached branch went unchecked"
+    assert all(f"{H.fmt(t['seconds'], '.3g')} s ({t['epochs']} epochs)" in page for t in reached)
     # failed and diverged runs are shown with their messages, escaped
     assert "sees no &#x27;gpu&#x27; device" in page
-    assert "training loss became non-finite at epoch" in page
+    diverged = read_run(results, DIVERGING, "numpy-cpu")
+    assert diverged["status"] == "diverged" and html.escape(diverged["message"]) in page
     # what devices.json withheld
-    assert "no CUDA device seen on this machine" in page
+    assert NOT_SEEN in page
     # the resolved config is embedded
     assert "Resolved pipeline config" in page and "&quot;experiments&quot;" in page
     # self-contained: every image is a data URI, nothing points outside the page
@@ -146,12 +189,11 @@ def test_reconstructed_labels_are_marked(results, page):
     assert "reconstructed labels" not in page
     runs = load_runs(results)
     for run in runs:
-        if run["experiment"] == "blobs3-softmax":
+        if run["experiment"] == "blobs4-softmax":
             run["reconstructed_labels"] = True
     documents = H.documents_vs_measured(runs)
-    assert documents.count("reconstructed labels") == 1  # the one blobs3 figure's row
-    row = documents[documents.index("blobs3-softmax") : documents.index("line-linear")]
-    assert "reconstructed labels" in row
+    assert documents.count("reconstructed labels") == 1  # the blobs4 group's first row (repeats are blanked)
+    assert "reconstructed labels" in experiment_rows(documents, "blobs4-softmax")
     assert ">reconstructed</span>" in H.what_was_run(runs, results)
 
 

@@ -71,9 +71,10 @@ def load(path: str | Path | None = None) -> dict[str, Experiment]:
     except (OSError, yaml.YAMLError) as e:
         raise CatalogueError(f"cannot read the experiment catalogue {path}: {e}") from e
     schema = yaml.safe_load(SCHEMA.read_text())
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(raw), key=lambda e: list(e.path))
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(raw))
     if errors:
-        e = errors[0]
+        # the deepest error is the one that names the bad key or value (not "unevaluated properties")
+        e = max(errors, key=lambda err: (err.validator != "unevaluatedProperties", len(err.absolute_path)))
         where = "/".join(str(p) for p in e.path) or "(top level)"
         raise CatalogueError(f"experiment catalogue {path}: at {where}: {e.message}; see {SCHEMA.name} for the keys")
     out = {}
@@ -128,3 +129,9 @@ def _check(name: str, e: dict, path: Path) -> None:
         raise CatalogueError(f"{where}: kind {e['kind']!r} needs head {expected_head!r}, not {e['head']!r}")
     if e["head"] not in HEAD_LOSS:
         raise CatalogueError(f"{where}: unknown head {e['head']!r}")
+    task = datasets.TASKS.get(e["dataset"])
+    fits = {"regression": ("linear",), "binary": ("sigmoid", "softmax"), "multiclass": ("softmax",)}
+    if task and e["head"] not in fits[task]:
+        raise CatalogueError(
+            f"{where}: head {e['head']!r} does not fit the {task} dataset {e['dataset']!r}; use one of {fits[task]}"
+        )

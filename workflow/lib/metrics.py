@@ -7,7 +7,8 @@ from sklearn import metrics as skm
 
 
 def labels_from_output(out: np.ndarray, task: str) -> np.ndarray:
-    if task == "binary":
+    """Class labels from a sigmoid column (P(class 1) > 0.5) or softmax rows (argmax)."""
+    if out.shape[1] == 1:
         return (out[:, 0] > 0.5).astype(np.int64)
     return out.argmax(axis=1).astype(np.int64)
 
@@ -21,7 +22,7 @@ def classification(y: np.ndarray, out: np.ndarray, task: str, n_classes: int) ->
     p, r, f, _ = skm.precision_recall_fscore_support(
         y, pred, labels=labels if average == "macro" else None, average=average, zero_division=0
     )
-    proba = np.column_stack([1 - out[:, 0], out[:, 0]]) if task == "binary" else out
+    proba = np.column_stack([1 - out[:, 0], out[:, 0]]) if out.shape[1] == 1 else out
     proba = np.clip(proba.astype(np.float64), 1e-15, 1)
     return {
         "accuracy": float(skm.accuracy_score(y, pred)),

@@ -63,7 +63,9 @@ def prepare(ds: datasets.Dataset, exp: Experiment) -> Prepared:
     x_scaler = Standardizer.fit(ds.X_train) if pre.get("standardize_x") else None
     regression = ds.task == "regression"
     y_scaler = Standardizer.fit(ds.y_train) if regression and pre.get("standardize_y") else None
-    n_outputs = ds.n_classes if ds.task == "multiclass" else 1
+    # A softmax head has one unit per class, also for two classes (sdls1's blobs2); a sigmoid or
+    # linear head has one unit.
+    n_outputs = ds.n_classes if exp.entry["head"] == "softmax" else 1
     y = y_scaler.transform(ds.y_train) if y_scaler else ds.y_train
     p = Prepared(ds, ds.X_train, ds.X_test, targets(y, ds.task, n_outputs), n_outputs, x_scaler, y_scaler)
     p.X_train, p.X_test = p.to_model_x(ds.X_train), p.to_model_x(ds.X_test)
@@ -134,7 +136,7 @@ def _skeleton(exp, ds, backend_name, device, spec: Spec, seed, cfg, prep) -> dic
             **exp.preprocess,
             "x_scaler": prep.x_scaler.to_dict() if prep.x_scaler else None,
             "y_scaler": prep.y_scaler.to_dict() if prep.y_scaler else None,
-            "targets": "one-hot" if ds.task == "multiclass" else "column",
+            "targets": "one-hot" if exp.entry["head"] == "softmax" else "column",
         },
         "status": "ok",
         "message": "",
@@ -273,7 +275,7 @@ def _decision_grid(backend, spec, params, prep: Prepared, device) -> dict:
         "ylim": [float(ys[0]), float(ys[-1])],
         "shape": [GRID, GRID],
         "classes": M.labels_from_output(out, prep.ds.task).tolist(),
-        "proba": np.round(out[:, 0], 4).tolist() if prep.ds.task == "binary" else None,
+        "proba": np.round(out[:, -1], 4).tolist() if prep.ds.task == "binary" else None,  # P(class 1)
     }
 
 
