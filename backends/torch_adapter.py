@@ -45,6 +45,7 @@ _ACTIVATIONS = {"linear": "Identity", "relu": "ReLU", "tanh": "Tanh", "sigmoid":
 _STATE: dict[str, Any] = {"interop_set": None}  # whether set_num_interop_threads(1) took effect
 _COMPILED: dict[tuple, _Compiled] = {}  # compile key -> compiled epoch function (scan)
 _GRAPHS: dict[tuple, _GraphStep] = {}  # compile key -> captured CUDA graph step
+_PREDICT: dict[tuple, Any] = {}  # (sizes, activation, dtype, device) -> model that predict() loads params into
 
 
 @cache
@@ -322,6 +323,9 @@ def _capture(torch: Any, spec: Spec, batch: int) -> _GraphStep:
     """Warm up the fused step on a side stream, then capture it (PyTorch's whole-network capture recipe)."""
     dev, dt = "cuda", getattr(torch, spec.dtype)
     model = _build_model(torch, spec, dev, dt)
+    with torch.no_grad():  # skip_init left memory uninitialised; the warm-up steps need numbers
+        for p in model.parameters():
+            p.zero_()
     opt = _optimizer(torch, model.parameters(), spec.optimizer, foreach=True, **_capturable(spec))
     loss_fn = _loss_fn(torch, spec.loss)
     x = torch.zeros((batch, spec.n_inputs), dtype=dt, device=dev)
@@ -596,7 +600,10 @@ class TorchBackend(Backend):
         if device == "gpu":
             _no_tf32(torch)
         dt, dev = getattr(torch, spec.dtype), _tdevice(device)
-        model = _build_model(torch, spec, dev, dt)
+        key = (tuple(spec.layer_sizes), spec.activation, spec.dtype, device)
+        model = _PREDICT.get(key)
+        if model is None:
+            model = _PREDICT[key] = _build_model(torch, spec, dev, dt)
         _load(torch, model, params)
         with torch.inference_mode():
             z = model(torch.as_tensor(X, dtype=dt).to(dev))

@@ -19,8 +19,19 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool
         path = workdir / "config.yaml"
         path.write_text(yaml.safe_dump(config))
         cfg_args = ["--configfile", str(path)]
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--workflow-profile", str(ROOT / "workflow/profiles/default"), *cfg_args, *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--workflow-profile",
+        str(ROOT / "workflow/profiles/default"),
+        *cfg_args,
+        *args,
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
     if check and proc.returncode != 0:
@@ -123,15 +134,20 @@ def test_rerun_leaves_no_duplicate_runs_and_sweeps_orphans(pipeline):
 
 def test_diverging_run_is_recorded_and_pipeline_goes_on(tmp_path):
     cat = yaml.safe_load((ROOT / "config/experiments.yaml").read_text())
-    boom = dict(cat["experiments"]["moons-logistic"], optimizer={"name": "sgd", "learning_rate": 1.0e30})
-    cat["experiments"] = {"moons-boom": boom, "moons-logistic": cat["experiments"]["moons-logistic"]}
+    base = cat["experiments"]["hotels-linear-linear"]
+    boom = dict(base, optimizer={"name": "sgd", "learning_rate": 1.0e30})
+    cat["experiments"] = {"hotels-boom": boom, "hotels-linear-linear": base}
     (tmp_path / "catalogue.yaml").write_text(yaml.safe_dump(cat))
-    cfg = test_config() | {"experiments": ["moons-boom", "moons-logistic"], "backends": ["numpy", "jax"],
-                           "catalogue": str(tmp_path / "catalogue.yaml"), "repeats": 1}
+    cfg = test_config() | {
+        "experiments": ["hotels-boom", "hotels-linear-linear"],
+        "backends": ["numpy", "jax"],
+        "catalogue": str(tmp_path / "catalogue.yaml"),
+        "repeats": 1,
+    }
     snakemake(tmp_path, "--cores", "2", config=cfg)
-    r = json.loads((tmp_path / "results/runs/moons-boom/jax-cpu.json").read_text())
+    r = json.loads((tmp_path / "results/runs/hotels-boom/jax-cpu.json").read_text())
     assert r["status"] == "diverged" and "NaN" in r["message"] and r["loss_history"]
-    ok = json.loads((tmp_path / "results/runs/moons-logistic/jax-cpu.json").read_text())
+    ok = json.loads((tmp_path / "results/runs/hotels-linear-linear/jax-cpu.json").read_text())
     assert ok["status"] == "ok"
     assert "diverged" in (tmp_path / "results/report/index.html").read_text()
 

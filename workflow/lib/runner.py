@@ -98,7 +98,10 @@ def run_job(
     result = _skeleton(exp, ds, backend_name, device, spec, seed, cfg, prep)
     backend = backends.get_backend(backend_name, threads=cfg.threads)
     result["framework"], result["mode"] = backend.framework, backend.mode
-    result["environment"] = fingerprint(device, backend.device_info(device), cfg.threads, spec.dtype)
+    # device_info may raise for a device the backend does not see: recorded as a failed run below
+    result["environment"] = fingerprint(
+        device, _safe(lambda: backend.device_info(device)) or {}, cfg.threads, spec.dtype
+    )
     result["environment"]["thread_settings"] = backend.thread_settings()
     try:
         _train_and_measure(result, backend, spec, prep, seed, cfg, device, exp)
@@ -174,7 +177,8 @@ def _train_and_measure(result, backend, spec: Spec, prep: Prepared, seed, cfg: J
         steps_per_epoch=schedule.steps_per_epoch,
     )
     if not (np.all(np.isfinite(losses)) and all(np.all(np.isfinite(p)) for p in run.params)):
-        bad = int(np.argmin(np.isfinite(losses))) if not np.all(np.isfinite(losses)) else len(losses) - 1
+        # 1-based, like the loss curves' epoch axis
+        bad = int(np.argmin(np.isfinite(losses))) + 1 if not np.all(np.isfinite(losses)) else len(losses)
         result["status"] = "diverged"
         lr = spec.optimizer.learning_rate
         result["message"] = f"loss became NaN/inf at epoch {bad}; lower the learning rate ({lr}) or standardize inputs"
