@@ -164,12 +164,9 @@ def _optimizer(torch: Any, params: Any, o: OptimizerSpec, **impl: bool) -> Any:
 def _init_state(torch: Any, o: OptimizerSpec, params: tuple) -> tuple:
     if o.name == "sgd":
         return (tuple(torch.zeros_like(p) for p in params),) if o.momentum else ()
-    zeros = tuple(torch.zeros_like(p) for p in params)
-    return (
-        zeros,
-        tuple(torch.zeros_like(p) for p in params),
-        torch.zeros((), dtype=params[0].dtype, device=params[0].device),
-    )
+    m = tuple(torch.zeros_like(p) for p in params)
+    v = tuple(torch.zeros_like(p) for p in params)
+    return m, v, torch.zeros((), dtype=params[0].dtype, device=params[0].device)
 
 
 def _update(torch: Any, o: OptimizerSpec, params: tuple, grads: tuple, state: tuple) -> tuple[tuple, tuple]:
@@ -453,142 +450,22 @@ class TorchBackend(Backend):
         variant = self.variant(device)
         if variant == "cuda-graph" and device != "gpu":
             raise BackendError("variant 'cuda-graph' needs device 'gpu'; use 'scan' or 'fused' on cpu")
-        run = {"eager": self._train_eager, "fused": self._train_fused, "scan": self._train_scan}.get(
-            variant, self._train_cuda_graph
-        )
-        extra: dict[str, Any] = {"variant": variant}
-        result = run(torch, spec, X, Y, init_params, schedule, device, record_params, extra)
-        result.extra.update(extra)
-        return result
-
-    def _data(self, torch: Any, spec: Spec, X: np.ndarray, Y: np.ndarray, schedule: Schedule, device: str) -> tuple:
         dt, dev = getattr(torch, spec.dtype), _tdevice(device)
-        Xt = torch.as_tensor(X, dtype=dt).to(dev)
-        Yt = torch.as_tensor(Y, dtype=dt).to(dev)
-        orders = torch.as_tensor(schedule.orders, dtype=torch.int64).to(dev)
-        return Xt, Yt, orders
-
-    def _train_eager(self, torch, spec, X, Y, init_params, schedule, device, record_params, extra) -> TrainResult:
-        """The tutorial loop: per batch gather, zero_grad, forward, loss, backward, step, .item()."""
-        Xt, Yt, orders = self._data(torch, spec, X, Y, schedule, device)
-        model = _build_model(torch, spec, _tdevice(device), getattr(torch, spec.dtype))
-        _load(torch, model, init_params)
-        # foreach as torch's own default: single-tensor kernels on CPU, foreach on CUDA.
-        opt = _optimizer(torch, model.parameters(), spec.optimizer, foreach=device == "gpu")
-        loss_fn = _loss_fn(torch, spec.loss)
-        log = _Log(torch, device, record_params)
-        for epoch in range(schedule.epochs):
-            log.start()
-            total = 0.0
-            for idx in schedule.batches(epoch):
-                i = orders.new_tensor(idx) if device == "gpu" else torch.from_numpy(idx)
-                xb, yb = Xt[i], Yt[i]
-                opt.zero_grad()
-                loss = loss_fn(model(xb), yb)
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(idx)
-            log.stop(total / schedule.samples_per_epoch, lambda: list(model.parameters()))
-        return log.result(list(model.parameters()), spec)
-
-    def _train_fused(self, torch, spec, X, Y, init_params, schedule, device, record_params, extra) -> TrainResult:
-        """The tuned eager loop: epoch batches gathered at once, fused optimizer, loss summed on-tensor."""
-        Xt, Yt, orders = self._data(torch, spec, X, Y, schedule, device)
-        model = _build_model(torch, spec, _tdevice(device), getattr(torch, spec.dtype))
-        _load(torch, model, init_params)
-        opt = _optimizer(torch, model.parameters(), spec.optimizer, fused=True)
-        loss_fn = _loss_fn(torch, spec.loss)
-        log = _Log(torch, device, record_params)
-        B, n_full, tail = schedule.batch_size, schedule.n_full, schedule.remainder
-        for epoch in range(schedule.epochs):
-            log.start()
-            xs, ys, x_last, y_last = _gather(Xt, Yt, orders[epoch], B, n_full, tail)
-            total = torch.zeros((), dtype=Xt.dtype, device=Xt.device)
-            batches = [(xs[i], ys[i], B) for i in range(n_full)] + ([(x_last, y_last, tail)] if tail else [])
-            for xb, yb, size in batches:
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(xb), yb)
-                loss.backward()
-                opt.step()
-                total += loss.detach() * size
-            log.stop(total.item() / schedule.samples_per_epoch, lambda: list(model.parameters()))
-        return log.result(list(model.parameters()), spec)
-
-    def _train_scan(self, torch, spec, X, Y, init_params, schedule, device, record_params, extra) -> TrainResult:
-        """One compiled call per epoch (see module docstring)."""
-        from torch._dynamo.exc import BackendCompilerFailed
-        from torch._inductor.exc import InductorError
-
-        Xt, Yt, orders = self._data(torch, spec, X, Y, schedule, device)
-        B, n_full, tail = schedule.batch_size, schedule.n_full, schedule.remainder
-        entry = _compiled_epoch(torch, spec, device, B, n_full, tail)
-        params = tuple(_to_torch_layout(torch, init_params, _tdevice(device), Xt.dtype))
-        state = _init_state(torch, spec.optimizer, params)
-        log = _Log(torch, device, record_params)
-        compile_s = 0.0
-        for epoch in range(schedule.epochs):
-            log.start()
-            batches = _gather(Xt, Yt, orders[epoch], B, n_full, tail)
-            if entry.fn is None:
-                if entry.failures and len(entry.failures) >= len(entry.attempts):
-                    return self._fallback(torch, spec, X, Y, init_params, schedule, device, record_params, extra, entry)
-                try:
-                    compile_s = entry.build(torch, (params, state, *batches))
-                except (BackendCompilerFailed, InductorError):
-                    return self._fallback(torch, spec, X, Y, init_params, schedule, device, record_params, extra, entry)
-            params, state, total = entry.fn(params, state, *batches)
-            log.stop(_sync(torch, device, total) / schedule.samples_per_epoch, lambda p=params: list(p))
-        extra["inductor_options"] = dict(entry.options)
-        if entry.failures:
-            extra["compile_failures"] = list(entry.failures)
-        return log.result(list(params), spec, compile_s)
-
-    def _fallback(self, torch, spec, X, Y, init_params, schedule, device, record_params, extra, entry) -> TrainResult:
-        """torch.compile could not build the epoch (no C++ compiler, say): train with the fused loop, say so."""
-        warnings.warn(
-            f"torch.compile failed ({entry.failures[-1]}); backend {self.name!r} falls back to variant 'fused'. "
-            "Inductor needs a working C++ compiler (g++) on CPU for the compiled variant.",
-            RuntimeWarning,
-            stacklevel=3,
+        job = _Job(
+            spec=spec,
+            X=torch.as_tensor(X, dtype=dt).to(dev),
+            Y=torch.as_tensor(Y, dtype=dt).to(dev),
+            orders=torch.as_tensor(schedule.orders, dtype=torch.int64).to(dev),
+            init_params=init_params,
+            schedule=schedule,
+            device=device,
+            log=_Log(torch, device, record_params),
+            extra={"variant": variant},
         )
-        extra.update(variant="fused", fallback_from="scan", compile_failures=list(entry.failures))
-        return self._train_fused(torch, spec, X, Y, init_params, schedule, device, record_params, extra)
-
-    def _train_cuda_graph(self, torch, spec, X, Y, init_params, schedule, device, record_params, extra) -> TrainResult:
-        """Full batches by replaying a captured step; the last partial batch eagerly through the same optimizer."""
-        Xt, Yt, orders = self._data(torch, spec, X, Y, schedule, device)
-        B, n_full, tail = schedule.batch_size, schedule.n_full, schedule.remainder
-        key = _key(spec, device, B, 0, 0, "cuda-graph")
-        compile_s = 0.0
-        g = _GRAPHS.get(key)
-        if g is None:
-            t0 = time.perf_counter()
-            g = _GRAPHS[key] = _capture(torch, spec, B)
-            torch.cuda.synchronize()
-            compile_s = time.perf_counter() - t0
-        # Reset in place: the graph replays on these very tensors.
-        _load(torch, g.model, init_params)
-        g.init_state()
-        loss_fn = _loss_fn(torch, spec.loss)
-        log = _Log(torch, device, record_params)
-        params = list(g.model.parameters())
-        for epoch in range(schedule.epochs):
-            log.start()
-            xs, ys, x_last, y_last = _gather(Xt, Yt, orders[epoch], B, n_full, tail)
-            g.loss_sum.zero_()
-            for i in range(n_full):
-                g.x.copy_(xs[i])
-                g.y.copy_(ys[i])
-                g.graph.replay()
-            total = g.loss_sum * B
-            if tail:
-                g.opt.zero_grad(set_to_none=True)
-                loss = loss_fn(g.model(x_last), y_last)
-                loss.backward()
-                g.opt.step()
-                total = total + loss.detach() * tail
-            log.stop(_sync(torch, device, total) / schedule.samples_per_epoch, lambda: params)
-        return log.result(params, spec, compile_s)
+        run = {"eager": _train_eager, "fused": _train_fused, "scan": _train_scan, "cuda-graph": _train_cuda_graph}
+        result = run[variant](torch, job)
+        result.extra.update(job.extra)
+        return result
 
     # -- inference
 
@@ -612,6 +489,159 @@ class TorchBackend(Backend):
             elif spec.head == "softmax":
                 z = torch.softmax(z, dim=1)
             return z.cpu().numpy().astype(spec.dtype, copy=False)
+
+
+# ----------------------------------------------------------------------------- training loops
+
+
+@dataclass
+class _Job:
+    """One train() call: the data on the device, the schedule, and where results go."""
+
+    spec: Spec
+    X: Any  # tensor (n, d)
+    Y: Any  # tensor (n, n_outputs)
+    orders: Any  # tensor (epochs, n) of sample indices
+    init_params: list[np.ndarray]
+    schedule: Schedule
+    device: str
+    log: _Log
+    extra: dict
+
+    def batches(self, epoch: int) -> tuple:
+        """(xs, ys) of the full batches, (n_full, B, .), and the last partial batch (or None, None)."""
+        s = self.schedule
+        return _gather(self.X, self.Y, self.orders[epoch], s.batch_size, s.n_full, s.remainder)
+
+    def sizes(self) -> list[int]:
+        s = self.schedule
+        return [s.batch_size] * s.n_full + ([s.remainder] if s.remainder else [])
+
+
+def _train_eager(torch: Any, job: _Job) -> TrainResult:
+    """The tutorial loop: per batch gather, zero_grad, forward, loss, backward, step, .item()."""
+    spec, log = job.spec, job.log
+    model = _build_model(torch, spec, job.X.device, job.X.dtype)
+    _load(torch, model, job.init_params)
+    # foreach as torch's own default: single-tensor kernels on CPU, foreach on CUDA.
+    opt = _optimizer(torch, model.parameters(), spec.optimizer, foreach=job.device == "gpu")
+    loss_fn = _loss_fn(torch, spec.loss)
+    for epoch in range(job.schedule.epochs):
+        log.start()
+        total = 0.0
+        for idx in job.schedule.batches(epoch):
+            i = torch.from_numpy(idx).to(job.X.device)
+            xb, yb = job.X[i], job.Y[i]
+            opt.zero_grad()
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        log.stop(total / job.schedule.samples_per_epoch, lambda: list(model.parameters()))
+    return log.result(list(model.parameters()), spec)
+
+
+def _train_fused(torch: Any, job: _Job) -> TrainResult:
+    """The tuned eager loop: epoch batches gathered at once, fused optimizer, loss summed on-tensor."""
+    spec, log = job.spec, job.log
+    model = _build_model(torch, spec, job.X.device, job.X.dtype)
+    _load(torch, model, job.init_params)
+    opt = _optimizer(torch, model.parameters(), spec.optimizer, fused=True)
+    loss_fn = _loss_fn(torch, spec.loss)
+    for epoch in range(job.schedule.epochs):
+        log.start()
+        xs, ys, x_last, y_last = job.batches(epoch)
+        total = torch.zeros((), dtype=job.X.dtype, device=job.X.device)
+        for i, size in enumerate(job.sizes()):
+            xb, yb = (xs[i], ys[i]) if i < len(xs) else (x_last, y_last)
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * size
+        log.stop(_sync(torch, job.device, total) / job.schedule.samples_per_epoch, lambda: list(model.parameters()))
+    return log.result(list(model.parameters()), spec)
+
+
+def _train_scan(torch: Any, job: _Job) -> TrainResult:
+    """One compiled call per epoch (see the module docstring)."""
+    from torch._dynamo.exc import BackendCompilerFailed
+    from torch._inductor.exc import InductorError
+
+    spec, s, log = job.spec, job.schedule, job.log
+    try:
+        entry = _compiled_epoch(torch, spec, job.device, s.batch_size, s.n_full, s.remainder)
+    except ImportError as e:  # scan is a prototype op: a torch without it trains the fused loop
+        return _fallback(torch, job, [_first_line(e)])
+    params = tuple(_to_torch_layout(torch, job.init_params, job.X.device, job.X.dtype))
+    state = _init_state(torch, spec.optimizer, params)
+    compile_s = 0.0
+    for epoch in range(s.epochs):
+        log.start()
+        batches = job.batches(epoch)
+        if entry.fn is None:
+            try:
+                if len(entry.failures) < len(entry.attempts):
+                    compile_s = entry.build(torch, (params, state, *batches))
+            except (BackendCompilerFailed, InductorError):
+                pass
+            if entry.fn is None:
+                return _fallback(torch, job, entry.failures)
+        params, state, total = entry.fn(params, state, *batches)
+        log.stop(_sync(torch, job.device, total) / s.samples_per_epoch, lambda p=params: list(p))
+    job.extra["inductor_options"] = dict(entry.options)
+    if entry.failures:
+        job.extra["compile_failures"] = list(entry.failures)
+    return log.result(list(params), spec, compile_s)
+
+
+def _fallback(torch: Any, job: _Job, failures: list[str]) -> TrainResult:
+    """torch.compile could not build the epoch (no C++ compiler, say): train with the fused loop, say so."""
+    warnings.warn(
+        f"torch.compile failed ({failures[-1]}); the torch backend falls back to variant 'fused'. "
+        "Inductor needs a working C++ compiler (g++) on CPU for the compiled variant.",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+    job.extra.update(variant="fused", fallback_from="scan", compile_failures=list(failures))
+    job.log = _Log(torch, job.device, job.log.record)  # epoch 0 of the failed attempt is not a result
+    return _train_fused(torch, job)
+
+
+def _train_cuda_graph(torch: Any, job: _Job) -> TrainResult:
+    """Full batches by replaying a captured step; the last partial batch eagerly through the same optimizer."""
+    spec, s, log = job.spec, job.schedule, job.log
+    key = _key(spec, job.device, s.batch_size, 0, 0, "cuda-graph")
+    loss_fn = _loss_fn(torch, spec.loss)
+    compile_s = 0.0
+    log.start()  # epoch 0's clock runs from before the capture: epoch 0 includes it
+    g = _GRAPHS.get(key)
+    if g is None:
+        t0 = time.perf_counter()
+        g = _GRAPHS[key] = _capture(torch, spec, s.batch_size)
+        torch.cuda.synchronize()
+        compile_s = time.perf_counter() - t0
+    _load(torch, g.model, job.init_params)  # reset in place: the graph replays on these very tensors
+    g.init_state()
+    params = list(g.model.parameters())
+    for epoch in range(s.epochs):
+        if epoch:
+            log.start()
+        xs, ys, x_last, y_last = job.batches(epoch)
+        g.loss_sum.zero_()
+        for i in range(s.n_full):
+            g.x.copy_(xs[i])
+            g.y.copy_(ys[i])
+            g.graph.replay()
+        total = g.loss_sum * s.batch_size
+        if s.remainder:
+            g.opt.zero_grad(set_to_none=True)
+            loss = loss_fn(g.model(x_last), y_last)
+            loss.backward()
+            g.opt.step()
+            total = total + loss.detach() * s.remainder
+        log.stop(_sync(torch, job.device, total) / s.samples_per_epoch, lambda: params)
+    return log.result(params, spec, compile_s)
 
 
 # ----------------------------------------------------------------------------- helpers

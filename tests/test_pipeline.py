@@ -39,7 +39,7 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool
     return proc
 
 
-def test_config():
+def small_config():
     return yaml.safe_load((ROOT / "config/test.yaml").read_text())
 
 
@@ -57,7 +57,7 @@ def mlflow_runs(workdir: Path, experiment: str, view="active"):
 def pipeline(tmp_path_factory):
     """The small config at --cores 8: 8 training jobs at once against one SQLite store."""
     work = tmp_path_factory.mktemp("pipeline")
-    cfg = test_config()
+    cfg = small_config()
     snakemake(work, "--cores", "8", config=cfg)
     return work, cfg
 
@@ -138,7 +138,7 @@ def test_diverging_run_is_recorded_and_pipeline_goes_on(tmp_path):
     boom = dict(base, optimizer={"name": "sgd", "learning_rate": 1.0e30})
     cat["experiments"] = {"hotels-boom": boom, "hotels-linear-linear": base}
     (tmp_path / "catalogue.yaml").write_text(yaml.safe_dump(cat))
-    cfg = test_config() | {
+    cfg = small_config() | {
         "experiments": ["hotels-boom", "hotels-linear-linear"],
         "backends": ["numpy", "jax"],
         "catalogue": str(tmp_path / "catalogue.yaml"),
@@ -163,7 +163,7 @@ def test_diverging_run_is_recorded_and_pipeline_goes_on(tmp_path):
     ],
 )
 def test_bad_config_stops_with_a_clear_message(tmp_path, override, expected):
-    proc = snakemake(tmp_path, "-n", config=test_config() | override, check=False)
+    proc = snakemake(tmp_path, "-n", config=small_config() | override, check=False)
     assert proc.returncode != 0
     assert expected in proc.stdout + proc.stderr
     assert not (tmp_path / "results/runs").exists()
@@ -171,7 +171,7 @@ def test_bad_config_stops_with_a_clear_message(tmp_path, override, expected):
 
 def test_gpu_jobs_are_not_scheduled_without_a_gpu(tmp_path):
     """devices: [cpu, gpu] on a machine where no backend sees CUDA: cpu jobs only, never a failure."""
-    cfg = test_config() | {"devices": ["cpu", "gpu"], "backends": ["numpy", "torch"]}
+    cfg = small_config() | {"devices": ["cpu", "gpu"], "backends": ["numpy", "torch"]}
     proc = snakemake(tmp_path, "-n", "--quiet", "rules", config=cfg)
     import backends
 

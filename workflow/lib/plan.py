@@ -38,7 +38,8 @@ class Plan:
 
 
 def validate_config(config: dict, repo: Path) -> None:
-    """snakemake.utils.validate against the schema, restated so the user sees key and fix."""
+    """snakemake.utils.validate against the schema (it also fills defaults); on failure the
+    message names the offending key, what is wrong with it, and where the keys are described."""
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
@@ -46,10 +47,22 @@ def validate_config(config: dict, repo: Path) -> None:
         validate(config, schema=str(repo / SCHEMA))
     except WorkflowError as e:
         raise PlanError(
-            f"invalid configuration: {_first_line(e)}\n"
-            f"Fix the key or value in your config (config/config.yaml or --config); every key is described in "
-            f"{SCHEMA} and config/config.yaml."
+            f"invalid configuration: {_describe(config, repo) or _first_line(e)}\n"
+            f"Fix the key or value in your config (config/config.yaml, --configfile or --config); every key is "
+            f"described in {SCHEMA} and config/config.yaml."
         ) from None
+
+
+def _describe(config: dict, repo: Path) -> str:
+    """The schema violation with its key path, e.g. "threads: 0 is less than the minimum of 1"."""
+    import jsonschema
+
+    schema = yaml.safe_load((repo / SCHEMA).read_text())
+    err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if err is None:
+        return ""
+    where = ".".join(str(p) for p in err.absolute_path)
+    return f"{where}: {err.message}" if where else err.message
 
 
 def plan_from_config(config: dict, repo: Path, workflow=None) -> Plan:
