@@ -78,7 +78,10 @@ class Backend(ABC):
 
 
 def set_thread_env(threads: int) -> None:
-    """Set the thread-count variables every framework reads at import (before any import)."""
+    """Set the thread-count variables frameworks read at import (before any import).
+
+    OMP/MKL/OpenBLAS and TF read theirs; XLA's CPU pools ignore XLA_FLAGS' thread count and size
+    themselves from the CPU affinity at start-up, which the JAX adapter handles (see there)."""
     n = str(int(threads))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
         os.environ[var] = n
