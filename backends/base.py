@@ -92,3 +92,52 @@ def set_thread_env(threads: int) -> None:
             f"{flags} --xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} "
             f"intra_op_parallelism_threads={n}"
         ).strip()
+
+
+def check_x(spec: Spec, X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != spec.n_inputs or len(X) == 0:
+        raise BackendError(
+            f"X has shape {X.shape}; the spec expects (n, {spec.n_inputs}) with n > 0: "
+            "pass a non-empty 2-D feature array with one column per model input"
+        )
+    return X
+
+
+def check_params(spec: Spec, params: list[np.ndarray]) -> None:
+    got = [tuple(np.shape(p)) for p in params]
+    if got != spec.param_shapes:
+        raise BackendError(
+            f"parameter shapes {got} do not match the spec's {spec.param_shapes} ([W (in, out), b, ...]); "
+            "make them with backends.spec.init_params(spec, seed)"
+        )
+
+
+def check_inputs(
+    spec: Spec, X: np.ndarray, Y: np.ndarray, params: list[np.ndarray], schedule: Schedule
+) -> tuple[np.ndarray, np.ndarray]:
+    """What every adapter's train() checks first, so bad input fails the same clear way everywhere."""
+    X = check_x(spec, X)
+    Y = np.asarray(Y)
+    if Y.shape != (len(X), spec.n_outputs):
+        raise BackendError(
+            f"Y has shape {Y.shape}; train() takes float targets of shape ({len(X)}, {spec.n_outputs}): "
+            "make them with datasets.preprocess.targets(y, task, n_outputs)"
+        )
+    check_params(spec, params)
+    if schedule.n_samples != len(X):
+        raise BackendError(
+            f"the schedule orders {schedule.n_samples} samples but X has {len(X)}: "
+            "make it with backends.spec.make_schedule(spec, len(X), seed)"
+        )
+    if schedule.steps_per_epoch == 0:
+        raise BackendError(
+            f"the schedule has no step per epoch (batch {schedule.batch_size} > {schedule.n_samples} samples "
+            "with drop_last); lower batch_size or set drop_last false"
+        )
+    if spec.loss == "cce" and not np.allclose(Y.sum(axis=1), 1.0, atol=1e-6):
+        raise BackendError(
+            "categorical cross-entropy needs one-hot or probability rows in Y (each row summing to 1); "
+            "encode labels with datasets.preprocess.targets(y, task, n_outputs)"
+        )
+    return X, Y

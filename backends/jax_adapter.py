@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import Backend, BackendError
+from backends.base import Backend, BackendError, check_inputs, check_params, check_x
 from backends.spec import HEAD_LOSS, OptimizerSpec, Schedule, Spec, TrainResult
 
 _LOCK = threading.Lock()
@@ -269,40 +269,6 @@ def _from_tree(tree: dict, dtype: np.dtype) -> list[np.ndarray]:
     return out
 
 
-def _check_inputs(spec: Spec, X: np.ndarray, Y: np.ndarray, init_params: list[np.ndarray], schedule: Schedule) -> None:
-    X, Y = np.asarray(X), np.asarray(Y)
-    if X.shape[:1] == (0,):
-        raise ValueError("X has no samples; pass a non-empty training set")
-    if X.ndim != 2 or X.shape[1] != spec.n_inputs:
-        raise ValueError(
-            f"X has shape {X.shape}, the spec expects (n, {spec.n_inputs}); pass a 2-D feature matrix "
-            f"with spec.n_inputs columns"
-        )
-    if Y.shape != (X.shape[0], spec.n_outputs):
-        raise ValueError(
-            f"Y has shape {Y.shape}, the spec expects ({X.shape[0]}, {spec.n_outputs}); make float targets "
-            f"with datasets.preprocess.targets(y, task, n_outputs) (one-hot for softmax, a column otherwise)"
-        )
-    if schedule.n_samples != X.shape[0]:
-        raise ValueError(
-            f"the schedule orders {schedule.n_samples} samples but X has {X.shape[0]}; "
-            f"make it with make_schedule(spec, len(X), seed)"
-        )
-    if schedule.steps_per_epoch == 0:
-        raise ValueError(
-            f"the schedule has no step per epoch (batch {schedule.batch_size} > {schedule.n_samples} samples with "
-            f"drop_last); lower batch_size or set drop_last false"
-        )
-    sizes = spec.layer_sizes
-    want = [s for a, b in zip(sizes[:-1], sizes[1:]) for s in ((a, b), (b,))]
-    got = [tuple(np.shape(p)) for p in init_params]
-    if got != want:
-        raise ValueError(
-            f"init_params shapes {got} do not match the spec's layers {sizes}: expected {want} "
-            f"(weights (in, out), biases (out,)); make them with init_params(spec, seed)"
-        )
-
-
 # ----------------------------------------------------------------------------- the backend
 
 
@@ -390,7 +356,7 @@ class JaxBackend(Backend):
         record_params: bool = False,
     ) -> TrainResult:
         dev = self._device(device)
-        _check_inputs(spec, X, Y, init_params, schedule)
+        check_inputs(spec, X, Y, init_params, schedule)
         # 64-bit types only inside a float64 run (scoped, not process-global), so float32 runs
         # trace the same whatever ran before them.
         with self._jax().enable_x64(spec.dtype == "float64"):
@@ -468,9 +434,8 @@ class JaxBackend(Backend):
 
     def predict(self, spec: Spec, params: list[np.ndarray], X: np.ndarray, device: str = "cpu") -> np.ndarray:
         dev = self._device(device)
-        X = np.asarray(X)
-        if X.ndim != 2 or X.shape[1] != spec.n_inputs:
-            raise ValueError(f"X has shape {X.shape}, the spec expects (n, {spec.n_inputs}); pass a 2-D feature matrix")
+        X = check_x(spec, X)
+        check_params(spec, params)
         jax = self._jax()
         dt = np.dtype(spec.dtype)
         with jax.enable_x64(spec.dtype == "float64"):

@@ -95,6 +95,12 @@ class Spec:
         """Activation after each dense layer; the last one is the head (applied to logits)."""
         return [self.activation] * len(self.hidden) + [self.head]
 
+    @property
+    def param_shapes(self) -> list[tuple[int, ...]]:
+        """[(in, out), (out,), ...]: the shapes of [W0, b0, W1, b1, ...]."""
+        sizes = self.layer_sizes
+        return [shape for a, b in zip(sizes[:-1], sizes[1:]) for shape in ((a, b), (b,))]
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["hidden"] = list(self.hidden)

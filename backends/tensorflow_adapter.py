@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import Backend, BackendError
+from backends.base import Backend, BackendError, check_inputs, check_params, check_x
 from backends.spec import Schedule, Spec, TrainResult
 
 _DEVICE_NAMES = {"cpu": "/CPU:0", "gpu": "/GPU:0"}
@@ -88,7 +88,7 @@ class _Model:
             "one_minus_b1": c(1) - c(o.beta1),
             "one_minus_b2": c(1) - c(o.beta2),
         }
-        shapes = _param_shapes(spec)
+        shapes = spec.param_shapes
         n_slots = 2 if o.name == "adam" else (1 if o.momentum != 0.0 else 0)
 
         def variables(prefix: str) -> list[Any]:
@@ -286,7 +286,7 @@ class TensorFlowBackend(Backend):
         record_params: bool = False,
     ) -> TrainResult:
         self.check_device(device)
-        _check_inputs(spec, X, Y, init_params, schedule)
+        check_inputs(spec, X, Y, init_params, schedule)
         tf = self._tf()
         dt = np.dtype(spec.dtype)
         model = self._model(spec, device)
@@ -339,8 +339,8 @@ class TensorFlowBackend(Backend):
 
     def predict(self, spec: Spec, params: list[np.ndarray], X: np.ndarray, device: str = "cpu") -> np.ndarray:
         self.check_device(device)
-        _check_params(spec, params)
-        X = _check_X(spec, X)
+        check_params(spec, params)
+        X = check_x(spec, X)
         tf = self._tf()
         dt = np.dtype(spec.dtype)
         with tf.device(_DEVICE_NAMES[device]):
@@ -360,49 +360,3 @@ class TensorFlowBackend(Backend):
                 lambda ps, x: _forward(tf, ps, x, act, head), jit_compile=jit, reduce_retracing=True
             )
         return _PREDICTORS[key]
-
-
-def _param_shapes(spec: Spec) -> list[tuple[int, ...]]:
-    """[(in, out), (out,), ...] for the spec's dense layers."""
-    sizes = spec.layer_sizes
-    shapes: list[tuple[int, ...]] = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        shapes += [(fan_in, fan_out), (fan_out,)]
-    return shapes
-
-
-def _check_params(spec: Spec, params: list[np.ndarray]) -> None:
-    want = _param_shapes(spec)
-    sizes = spec.layer_sizes
-    got = [tuple(np.shape(p)) for p in params]
-    if got != want:
-        raise BackendError(
-            f"parameter shapes {got} do not fit the spec's layers {sizes} (expected {want}, weights (in, out)); "
-            "make them with backends.spec.init_params(spec, seed)"
-        )
-
-
-def _check_X(spec: Spec, X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X)
-    if X.ndim != 2 or X.shape[1] != spec.n_inputs or len(X) == 0:
-        raise BackendError(
-            f"X has shape {X.shape}, expected (n, {spec.n_inputs}) with n > 0 for this spec; "
-            "pass a non-empty 2-D feature array with one column per model input"
-        )
-    return X
-
-
-def _check_inputs(spec: Spec, X: np.ndarray, Y: np.ndarray, params: list[np.ndarray], schedule: Schedule) -> None:
-    X = _check_X(spec, X)
-    _check_params(spec, params)
-    Y = np.asarray(Y)
-    if Y.ndim != 2 or Y.shape != (len(X), spec.n_outputs):
-        raise BackendError(
-            f"Y has shape {Y.shape}, expected ({len(X)}, {spec.n_outputs}): float targets, one column per output "
-            "(use datasets.preprocess.targets to one-hot labels)"
-        )
-    if schedule.n_samples != len(X):
-        raise BackendError(
-            f"the schedule covers {schedule.n_samples} samples but X has {len(X)}; "
-            "make it with backends.spec.make_schedule(spec, len(X), seed)"
-        )

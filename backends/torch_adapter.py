@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import Backend, BackendError
+from backends.base import Backend, BackendError, check_inputs, check_params, check_x
 from backends.spec import OptimizerSpec, Schedule, Spec, TrainResult
 
 VARIANTS = ("eager", "fused", "scan", "cuda-graph")
@@ -467,7 +467,7 @@ class TorchBackend(Backend):
         record_params: bool = False,
     ) -> TrainResult:
         self.check_device(device)
-        X, Y = _check_inputs(spec, X, Y, init_params, schedule)
+        X, Y = check_inputs(spec, X, Y, init_params, schedule)
         torch = _setup(self.threads)
         if device == "gpu":
             _no_tf32(torch)
@@ -495,8 +495,8 @@ class TorchBackend(Backend):
 
     def predict(self, spec: Spec, params: list[np.ndarray], X: np.ndarray, device: str = "cpu") -> np.ndarray:
         self.check_device(device)
-        _check_params(spec, params)
-        X = _check_x(spec, X)
+        check_params(spec, params)
+        X = check_x(spec, X)
         torch = _setup(self.threads)
         if device == "gpu":
             _no_tf32(torch)
@@ -722,47 +722,3 @@ class _Log:
             compile_seconds=float(compile_seconds),
             param_history=[_export(p, dt) for p in self.history] if self.record else None,
         )
-
-
-def _check_x(spec: Spec, X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X)
-    if X.ndim != 2 or X.shape[1] != spec.n_inputs:
-        raise BackendError(
-            f"X has shape {X.shape}; the spec expects (n, {spec.n_inputs}): reshape X or fix spec.n_inputs"
-        )
-    return X
-
-
-def _check_params(spec: Spec, params: list[np.ndarray]) -> None:
-    sizes = spec.layer_sizes
-    want = [s for a, b in zip(sizes[:-1], sizes[1:]) for s in ((a, b), (b,))]
-    got = [tuple(np.shape(p)) for p in params]
-    if got != want:
-        raise BackendError(
-            f"parameter shapes {got} do not match the spec's {want} ([W (in, out), b, ...]); "
-            "make them with backends.spec.init_params(spec, seed)"
-        )
-
-
-def _check_inputs(
-    spec: Spec, X: np.ndarray, Y: np.ndarray, params: list[np.ndarray], schedule: Schedule
-) -> tuple[np.ndarray, np.ndarray]:
-    X = _check_x(spec, X)
-    Y = np.asarray(Y)
-    if Y.shape != (len(X), spec.n_outputs):
-        raise BackendError(
-            f"Y has shape {Y.shape}; train() takes float targets of shape ({len(X)}, {spec.n_outputs}): "
-            "make them with datasets.preprocess.targets(y, task, n_outputs)"
-        )
-    _check_params(spec, params)
-    if schedule.n_samples != len(X):
-        raise BackendError(
-            f"the schedule orders {schedule.n_samples} samples but X has {len(X)}: "
-            "make it with backends.spec.make_schedule(spec, len(X), seed)"
-        )
-    if spec.loss == "cce" and not np.allclose(Y.sum(axis=1), 1.0, atol=1e-6):
-        raise BackendError(
-            "categorical cross-entropy needs one-hot or probability rows in Y (each row summing to 1); "
-            "encode labels with datasets.preprocess.targets(y, 'multiclass', n_outputs)"
-        )
-    return X, Y

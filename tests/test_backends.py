@@ -139,3 +139,18 @@ def test_trains_moons_beyond_chance(name, spec_kind):
     acc = np.mean((be.predict(spec, res.params, ds.X_test)[:, 0] > 0.5) == ds.y_test)
     assert acc > 0.75, f"{name}/{spec_kind} test accuracy {acc:.3f} is no better than chance"
     assert res.loss_history[-1] < res.loss_history[0]
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_bad_input_is_a_clear_backend_error(name):
+    be = _backend(name)
+    spec, X, Y = _case(PARITY_CASES[3], dtype="float32", epochs=1)
+    p0, sched = init_params(spec, 1), make_schedule(spec, len(X), 2)
+    with pytest.raises(backends.BackendError, match="Y has shape"):
+        be.train(spec, X, Y[:, :0], p0, sched)
+    with pytest.raises(backends.BackendError, match="parameter shapes"):
+        be.train(spec, X, Y, p0[:-1], sched)
+    with pytest.raises(backends.BackendError, match="schedule orders"):
+        be.train(spec, X[:10], Y[:10], p0, sched)
+    with pytest.raises(backends.BackendError, match="X has shape"):
+        be.predict(spec, p0, X[:, :1])
