@@ -2,7 +2,6 @@
 # PyTorch, TensorFlow and JAX adapters, logged to MLflow, compared in one report.
 #   snakemake --cores all --workflow-profile workflow/profiles/default
 # Layout and contracts: README.md and ../shared/DESIGN.md.
-import os
 import sys
 from pathlib import Path
 
@@ -12,11 +11,10 @@ min_version("9.0")
 
 REPO = Path(workflow.basedir)
 sys.path.insert(0, str(REPO))
-# Jobs run `python -m workflow.scripts...` from the working directory, which may be elsewhere.
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
 
 
-configfile: "config/config.yaml"
+# The default config, found from any working directory (--directory); --configfile replaces it.
+configfile: str(REPO / "config" / "config.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -8,7 +8,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 # A fair, quiet test machine: frameworks see the same thread count and say little.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("JAX_PLATFORMS", "cpu") if not os.environ.get("FWBENCH_GPU_TESTS") else None
+if os.environ.get("FWBENCH_GPU") != "1":  # the CPU route: JAX need not look for accelerators
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
 def pytest_configure(config):

@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
 
 
 def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -62,6 +61,7 @@ def pipeline(tmp_path_factory):
     return work, cfg
 
 
+@pytest.mark.slow
 def test_every_run_result_is_complete(pipeline):
     work, cfg = pipeline
     for exp in cfg["experiments"]:
@@ -80,6 +80,7 @@ def test_every_run_result_is_complete(pipeline):
             assert r["reported"][0]["measured"] is not None
 
 
+@pytest.mark.slow
 def test_mlflow_has_every_run_complete(pipeline):
     work, cfg = pipeline
     client, runs = mlflow_runs(work, cfg["mlflow"]["experiment"])
@@ -96,6 +97,7 @@ def test_mlflow_has_every_run_complete(pipeline):
         assert "result.json" in artifacts and any(p.endswith(".png") for p in artifacts)
 
 
+@pytest.mark.slow
 def test_report_and_summary_written(pipeline):
     work, cfg = pipeline
     import pandas as pd
@@ -108,6 +110,7 @@ def test_report_and_summary_written(pipeline):
     assert "moons-mlp" in html and "moons-logistic" in html
 
 
+@pytest.mark.slow
 def test_snakemake_report_bundles_the_key_plots(pipeline):
     work, cfg = pipeline
     snakemake(work, "--report", str(work / "snakemake-report.zip"), config=cfg)
@@ -118,6 +121,7 @@ def test_snakemake_report_bundles_the_key_plots(pipeline):
     assert any(n.endswith(".png") for n in names)
 
 
+@pytest.mark.slow
 def test_rerun_leaves_no_duplicate_runs_and_sweeps_orphans(pipeline):
     work, cfg = pipeline
     client, before = mlflow_runs(work, cfg["mlflow"]["experiment"])
@@ -132,6 +136,7 @@ def test_rerun_leaves_no_duplicate_runs_and_sweeps_orphans(pipeline):
     assert not [r for r in after if r.info.status == "RUNNING"]
 
 
+@pytest.mark.slow
 def test_diverging_run_is_recorded_and_pipeline_goes_on(tmp_path):
     cat = yaml.safe_load((ROOT / "config/experiments.yaml").read_text())
     base = cat["experiments"]["hotels-linear-linear"]
@@ -179,3 +184,13 @@ def test_gpu_jobs_are_not_scheduled_without_a_gpu(tmp_path):
         pytest.skip("this machine has a GPU; the skip path is exercised only without one")
     assert "no gpu job" in proc.stderr
     assert "-gpu.json" not in proc.stdout
+
+
+@pytest.mark.parametrize("tool", ["snakemake-lint", "ruff"])
+def test_workflow_and_code_are_lint_clean(tmp_path, tool):
+    if tool == "ruff":
+        proc = subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout
+        return
+    proc = snakemake(tmp_path, "--lint", check=False)
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr, proc.stdout

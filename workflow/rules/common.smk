@@ -12,9 +12,12 @@ try:
 except PlanError as e:
     raise WorkflowError(str(e)) from None
 
-PY = shlex.quote(sys.executable)
-RESULTS = "results"
-STORE = f"{RESULTS}/mlflow/.store-ready"
+# Every job runs `python -m workflow.scripts...` with the repository importable, from any
+# working directory.
+PY = f"PYTHONPATH={shlex.quote(str(REPO))} {shlex.quote(sys.executable)}"
+STORE = "results/mlflow/.store-ready"
+CATALOGUE = str(REPO / config.get("catalogue", "config/experiments.yaml"))
+CONDA_ENV = "../../environment.yml"
 for note in PLAN.notes:
     print(f"fwbench: {note}", file=sys.stderr)
 # One GPU job at a time unless the user says otherwise (--resources gpu=N).
@@ -26,3 +29,12 @@ wildcard_constraints:
     backend="|".join(map(re.escape, PLAN.backends)) or "NONE",
     device="cpu|gpu",
     dataset="[a-z0-9-]+",
+
+
+def train_inputs(wildcards):
+    """The dataset, the MLflow store, and (for parity) the reference backend's result."""
+    exp = PLAN.experiments[wildcards.experiment]
+    inputs = {"dataset": f"results/datasets/{exp.dataset}.npz", "store": STORE}
+    if wildcards.backend != backends.REFERENCE and backends.REFERENCE in PLAN.backends:
+        inputs["reference"] = f"results/runs/{wildcards.experiment}/{backends.REFERENCE}-cpu.json"
+    return inputs

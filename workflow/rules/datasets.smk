@@ -3,20 +3,23 @@
 
 rule dataset:
     output:
-        npz=f"{RESULTS}/datasets/{{dataset}}.npz",
-        meta=f"{RESULTS}/datasets/{{dataset}}.json",
+        npz="results/datasets/{dataset}.npz",
+        meta="results/datasets/{dataset}.json",
         plot=report(
-            f"{RESULTS}/datasets/{{dataset}}.png",
+            "results/datasets/{dataset}.png",
             caption="../report/dataset.rst",
             category="Datasets",
             labels={"dataset": "{dataset}"},
         ),
     params:
+        py=PY,
         seed=config["seed"],
-        mnist_dir=lambda wc: config["mnist_dir"] or "",
+        mnist_dir=config["mnist_dir"] or "",
     log:
-        f"{RESULTS}/logs/datasets/{{dataset}}.log",
+        "results/logs/datasets/{dataset}.log",
+    conda:
+        CONDA_ENV
     shell:
-        "{PY} -m workflow.scripts.make_dataset --name {wildcards.dataset} --seed {params.seed}"
+        "{params.py} -m workflow.scripts.make_dataset --name {wildcards.dataset} --seed {params.seed}"
         " --mnist-dir={params.mnist_dir:q} --npz {output.npz} --meta {output.meta} --plot {output.plot}"
         " > {log} 2>&1"

@@ -4,42 +4,52 @@
 rule config_record:
     """The resolved configuration and what each backend was offered, for the report."""
     output:
-        config=f"{RESULTS}/config.json",
-        devices=f"{RESULTS}/devices.json",
+        config="results/config.json",
+        devices="results/devices.json",
     params:
         config=json.dumps(config),
         devices=json.dumps(PLAN.devices),
+    log:
+        "results/logs/config_record.log",
     run:
-        Path(output.config).write_text(params.config + "\n")
-        Path(output.devices).write_text(params.devices + "\n")
+        Path(output.config).write_text(f"{params.config}\n")
+        Path(output.devices).write_text(f"{params.devices}\n")
 
 
 rule summary:
     input:
-        PLAN.run_files(RESULTS),
+        PLAN.run_files(),
     output:
-        report(f"{RESULTS}/summary.csv", caption="../report/summary.rst", category="Summary"),
+        report("results/summary.csv", caption="../report/summary.rst", category="Summary"),
+    params:
+        py=PY,
     log:
-        f"{RESULTS}/logs/summary.log",
+        "results/logs/summary.log",
+    conda:
+        CONDA_ENV
     shell:
-        "{PY} -m reports.results --results {RESULTS} --out {output} > {log} 2>&1"
+        "{params.py} -m reports.results --results results --out {output} > {log} 2>&1"
 
 
 rule report:
     input:
-        runs=PLAN.run_files(RESULTS),
-        datasets=expand(f"{RESULTS}/datasets/{{dataset}}.png", dataset=PLAN.datasets),
+        runs=PLAN.run_files(),
+        datasets=expand("results/datasets/{dataset}.png", dataset=PLAN.datasets),
         config=rules.config_record.output.config,
         devices=rules.config_record.output.devices,
     output:
-        html=report(f"{RESULTS}/report/index.html", caption="../report/index.rst", category="Report"),
+        html=report("results/report/index.html", caption="../report/index.rst", category="Report"),
         plots=report(
-            directory(f"{RESULTS}/report/plots"),
+            directory("results/report/plots"),
             patterns=["{name}.png"],
             caption="../report/plots.rst",
             category="Key plots",
         ),
+    params:
+        py=PY,
     log:
-        f"{RESULTS}/logs/report.log",
+        "results/logs/report.log",
+    conda:
+        CONDA_ENV
     shell:
-        "{PY} -m reports.html --results {RESULTS} --out {output.html} --plots {output.plots} > {log} 2>&1"
+        "{params.py} -m reports.html --results results --out {output.html} --plots {output.plots} > {log} 2>&1"
