@@ -42,8 +42,9 @@ def pins_from_requirements_lines(lines: list[str]) -> dict[str, str]:
     return out
 
 
-@pytest.mark.parametrize("req, env", [("requirements.txt", "environment.yml"),
-                                      ("requirements-gpu.txt", "environment-gpu.yml")])
+@pytest.mark.parametrize(
+    "req, env", [("requirements.txt", "environment.yml"), ("requirements-gpu.txt", "environment-gpu.yml")]
+)
 def test_pip_and_conda_routes_pin_the_same_versions(req, env):
     assert pins_from_requirements(ROOT / req) == pins_from_environment(ROOT / env)
 

@@ -84,9 +84,23 @@ def test_mlflow_server_serves_the_runs_over_rest(result, tmp_path):
     run_id = log_run(dict(result), [], uri, "served", results)["run_id"]
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -103,7 +117,8 @@ def test_mlflow_server_serves_the_runs_over_rest(result, tmp_path):
         with urllib.request.urlopen(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=served") as r:
             exp_id = json.load(r)["experiment"]["experiment_id"]
         req = urllib.request.Request(
-            f"{base}/api/2.0/mlflow/runs/search", data=json.dumps({"experiment_ids": [exp_id]}).encode(),
+            f"{base}/api/2.0/mlflow/runs/search",
+            data=json.dumps({"experiment_ids": [exp_id]}).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(req) as r:

@@ -65,7 +65,7 @@ def _describe(config: dict, repo: Path) -> str:
     return f"{where}: {err.message}" if where else err.message
 
 
-def plan_from_config(config: dict, repo: Path, workflow=None) -> Plan:
+def plan_from_config(config: dict, repo: Path) -> Plan:
     validate_config(config, repo)
     try:
         catalogue = cat.load(repo / config.get("catalogue", "config/experiments.yaml"))
@@ -156,8 +156,3 @@ def _first_line(e: Exception) -> str:
     lines = [ln for ln in str(e).splitlines() if ln.strip()]
     interesting = [ln for ln in lines if "ValidationError" in ln or "not allowed" in ln or "is not" in ln]
     return (interesting or lines or [repr(e)])[0].strip()
-
-
-def dump_config(config: dict, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(yaml.safe_dump(config, sort_keys=False))

@@ -8,7 +8,7 @@ import backends
 from workflow.lib.plan import plan_from_config, PlanError
 
 try:
-    PLAN = plan_from_config(config, REPO, workflow)
+    PLAN = plan_from_config(config, REPO)
 except PlanError as e:
     raise WorkflowError(str(e)) from None
 
