@@ -198,9 +198,7 @@ def _train_and_measure(result, backend, spec: Spec, prep: Prepared, seed, cfg: J
     throughputs = []
     for _ in range(cfg.repeats):
         rep = backend.train(spec, prep.X_train, prep.Y_train.astype(spec.dtype), p0, schedule, device)
-        secs = np.asarray(rep.epoch_seconds, dtype=np.float64)
-        steady = secs[1:] if len(secs) > 1 else secs
-        throughputs.append(schedule.samples_per_epoch * len(steady) / float(steady.sum()))
+        throughputs.append(steady_throughput(schedule, rep.epoch_seconds))
     timings["train_samples_per_s"] = M.summarize(throughputs)
     timings["inference_samples_per_s"] = {
         **M.summarize(_inference(backend, spec, run.params, prep.X_test, cfg, device)),
@@ -208,6 +206,13 @@ def _train_and_measure(result, backend, spec: Spec, prep: Prepared, seed, cfg: J
     }
     if prep.ds.X_train.shape[1] == 2:
         result["decision_grid"] = _decision_grid(backend, spec, run.params, prep, device)
+
+
+def steady_throughput(schedule, epoch_seconds) -> float:
+    """Samples per second over the epochs after the first (the first holds compilation/warm-up)."""
+    secs = np.asarray(epoch_seconds, dtype=np.float64)
+    steady = secs[1:] if len(secs) > 1 else secs
+    return schedule.samples_per_epoch * len(steady) / float(steady.sum())
 
 
 def _compare(fig: dict, metrics: dict) -> None:

@@ -15,8 +15,6 @@ import json
 import subprocess
 import sys
 
-import numpy as np
-
 CASES = {"moons-mlp": 20, "mnist10k-mlp": 3}  # experiment -> epochs per timed training
 
 
@@ -26,7 +24,7 @@ def measure(backend_name: str, experiment: str, epochs: int, repeats: int, threa
     from backends.spec import init_params, make_schedule
     from workflow.lib import catalogue
     from workflow.lib.metrics import summarize
-    from workflow.lib.runner import prepare
+    from workflow.lib.runner import prepare, steady_throughput
 
     exp = catalogue.load()[experiment]
     prep = prepare(datasets.build(exp.dataset), exp)
@@ -36,10 +34,7 @@ def measure(backend_name: str, experiment: str, epochs: int, repeats: int, threa
     p0, sched = init_params(spec, 0), make_schedule(spec, len(prep.X_train), 1)
     Y = prep.Y_train.astype(spec.dtype)
     first = be.train(spec, prep.X_train, Y, p0, sched)  # compiles
-    rates = []
-    for _ in range(repeats):
-        secs = be.train(spec, prep.X_train, Y, p0, sched).epoch_seconds[1:]
-        rates.append(sched.samples_per_epoch * len(secs) / float(np.sum(secs)))
+    rates = [steady_throughput(sched, be.train(spec, prep.X_train, Y, p0, sched).epoch_seconds) for _ in range(repeats)]
     return {"compile_seconds": float(first.compile_seconds), **summarize(rates)}
 
 
