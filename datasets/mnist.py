@@ -30,6 +30,7 @@ TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 FILES = (*TRAIN_FILES, *TEST_FILES)  # the four the full `mnist` needs
 VENDORED_DIR = Path(__file__).resolve().parent / "data" / "mnist"
 DIR_ENV = "FWBENCH_MNIST_DIR"
+PIXELS = "28x28 uint8 / 255 -> 784 float32 features in [0, 1]"
 SOURCE = "mlf2; vidl ch.5"
 LICENCE = "CC BY-SA 3.0; Y. LeCun, C. Cortes, C. Burges"
 CLASS_NAMES = [str(d) for d in range(10)]
@@ -168,7 +169,7 @@ def mnist(directory: str | Path | None = None, seed: int | None = None) -> Datas
         meta=_meta(
             params={
                 "files": {n: MD5[n] for n in FILES},
-                "pixels": "28x28 uint8 / 255 -> 784 float32 features in [0, 1]",
+                "pixels": PIXELS,
             },
             seed=None,
             split={"choice": "the canonical split: train-* files train (60,000), t10k-* files test (10,000)"},
@@ -196,7 +197,7 @@ def mnist10k(directory: str | Path = VENDORED_DIR, seed: int = 0, n_test: int = 
         meta=_meta(
             params={
                 "files": {n: MD5[n] for n in TEST_FILES},
-                "pixels": "28x28 uint8 / 255 -> 784 float32 features in [0, 1]",
+                "pixels": PIXELS,
                 "vendored": str(Path(directory)) == str(VENDORED_DIR),
             },
             seed=seed,

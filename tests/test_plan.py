@@ -52,3 +52,17 @@ def test_full_mnist_with_files_replaces_the_stand_in(tmp_path):
 def test_bad_config_is_a_plan_error_naming_the_key(over, message):
     with pytest.raises(PlanError, match=message):
         plan_from_config(config(**over), ROOT)
+
+
+def test_full_mnist_directory_from_the_environment_counts_like_the_loaders(tmp_path, monkeypatch):
+    """The plan judges the files as datasets.mnist will: mnist_dir, else FWBENCH_MNIST_DIR."""
+    from datasets.mnist import DIR_ENV, FILES
+
+    for name in FILES:
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.setenv(DIR_ENV, str(tmp_path))
+    plan = plan_from_config(config(full_mnist=True, mnist_dir=None), ROOT)
+    assert "mnist-mlp" in plan.experiments
+    monkeypatch.delenv(DIR_ENV)
+    plan = plan_from_config(config(full_mnist=True, mnist_dir=None), ROOT)
+    assert "mnist-mlp" not in plan.experiments and DIR_ENV in " ".join(plan.notes)

@@ -143,12 +143,13 @@ def probe_gpus(names: list[str]) -> dict[str, dict]:
 
 
 def _missing_mnist(directory: str | None) -> str:
-    if not directory:
-        return "mnist_dir is not set"
-    from datasets.mnist import FILES as MNIST_FILES
+    """Why the full MNIST cannot be built, judged as the loader will (mnist_dir, else FWBENCH_MNIST_DIR)."""
+    from datasets.mnist import DIR_ENV, configured_directory, missing_files
 
-    d = Path(directory)
-    missing = [f for f in MNIST_FILES if not (d / f).is_file()]
+    d = configured_directory(directory)
+    if d is None:
+        return f"neither mnist_dir nor {DIR_ENV} is set"
+    missing = missing_files(d)
     return f"missing in {d}: {', '.join(missing)}" if missing else ""
 
 
