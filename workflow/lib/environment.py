@@ -29,14 +29,54 @@ PACKAGES = (
 )
 
 
-def cpu_model() -> str:
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_tile", "sve", "asimd")
+
+
+def cpu_identity() -> dict:
+    """The CPU precisely: vendor, family/model/stepping, model name, the vector ISA flags that
+    decide which BLAS kernel runs, and the kernel NumPy's OpenBLAS picked. float32 results and
+    speeds differ between CPU generations, so all of it goes into the fingerprint."""
+    fields = {"vendor_id": "vendor", "cpu family": "family", "model": "model", "stepping": "stepping"}
+    out: dict = {"vendor": None, "family": None, "model": None, "stepping": None, "name": None, "isa": []}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "processor" and value != "0":
+                break  # the first CPU speaks for all
+            if key in fields:
+                out[fields[key]] = value
+            elif key == "model name":
+                out["name"] = value
+            elif key in ("flags", "Features"):
+                present = set(value.split())
+                out["isa"] = [f for f in ISA_FLAGS if f in present]
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    out["name"] = out["name"] or platform.processor() or platform.machine()
+    out["blas"] = blas_kernel()
+    return out
+
+
+def blas_kernel() -> dict:
+    """NumPy's BLAS library, version and the CPU kernel it chose (threadpoolctl's report)."""
+    try:
+        import numpy  # noqa: F401 - threadpoolctl reports only libraries already loaded
+        from threadpoolctl import threadpool_info
+
+        info = next((i for i in threadpool_info() if i.get("user_api") == "blas"), {})
+    except Exception:  # noqa: BLE001 - recorded as unknown
+        info = {}
+    return {k: info.get(k) for k in ("internal_api", "version", "architecture")}
+
+
+def cpu_label(cpu: dict) -> str:
+    """One line for tables: 'GenuineIntel 6/143/8 Intel(R) Xeon(R) ... avx512f, OpenBLAS SkylakeX'."""
+    isa = "avx512f" if "avx512f" in cpu["isa"] else ("avx2" if "avx2" in cpu["isa"] else ",".join(cpu["isa"][-1:]))
+    blas = cpu.get("blas") or {}
+    return (
+        f"{cpu['vendor']} {cpu['family']}/{cpu['model']}/{cpu['stepping']} {cpu['name']} {isa}, "
+        f"{blas.get('internal_api')} {blas.get('architecture')}"
+    )
 
 
 def package_versions() -> dict[str, str]:
@@ -69,15 +109,17 @@ def fingerprint(device: str, device_info: dict, threads: int, dtype: str) -> dic
     (GPU model and driver), threads and precision, so every backend of one run on one device
     shares it; the git commit is recorded beside it but kept out of the hash, so two code
     versions on one environment stay comparable (the report shows the commits)."""
+    cpu = cpu_identity()
     env = {
-        "cpu": cpu_model(),
+        "cpu": cpu_label(cpu),
+        "cpu_identity": cpu,
         "cores": os.cpu_count(),
         "threads": int(threads),
         "os": platform.platform(),
         "python": platform.python_version(),
         "versions": package_versions(),
         "device": device,
-        "device_name": cpu_model() if device == "cpu" else str(device_info.get("name", device)),
+        "device_name": cpu["name"] if device == "cpu" else str(device_info.get("name", device)),
         "driver": None if device == "cpu" else device_info.get("driver"),
         "precision": {"dtype": dtype, "tf32": False},
     }

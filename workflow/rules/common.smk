@@ -34,7 +34,7 @@ wildcard_constraints:
 def train_inputs(wildcards):
     """The dataset, the MLflow store, and (for parity) the reference backend's result."""
     exp = PLAN.experiments[wildcards.experiment]
-    inputs = {"dataset": f"results/datasets/{exp.dataset}.npz", "store": STORE}
+    inputs = {"dataset": f"results/datasets/{exp.dataset}.npz", "store": STORE, "machine": "results/machine.json"}
     if wildcards.backend != backends.REFERENCE and backends.REFERENCE in PLAN.backends:
         inputs["reference"] = f"results/runs/{wildcards.experiment}/{backends.REFERENCE}-cpu.json"
     return inputs

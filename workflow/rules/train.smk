@@ -18,6 +18,22 @@ rule mlflow_store:
         " --experiment {params.experiment:q} > {log} 2>&1"
 
 
+rule calibrate:
+    """The machine ceiling (SGEMM GFLOP/s at the run's threads), timed in a timing slot."""
+    output:
+        "results/machine.json",
+    params:
+        py=PY,
+        threads=config["threads"],
+    log:
+        "results/logs/calibrate.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "{params.py} -m workflow.scripts.calibrate --threads {params.threads} --results results --out {output}"
+        " > {log} 2>&1"
+
+
 rule train:
     input:
         unpack(train_inputs),
@@ -30,6 +46,9 @@ rule train:
         uri=config["mlflow"]["tracking_uri"] or "",
         experiment=config["mlflow"]["experiment"],
         repeats=config["repeats"],
+        min_repeat=config["min_repeat_seconds"],
+        # The resolved experiment entry: editing it in the catalogue reruns exactly its jobs.
+        entry=lambda wc: json.dumps(PLAN.experiments[wc.experiment].entry, sort_keys=True),
         seed=config["seed"],
         batch=config["inference_batch"],
         scale=config.get("epochs_scale", 1),
@@ -46,5 +65,6 @@ rule train:
         "{params.py} -m workflow.scripts.train --experiment {wildcards.experiment} --backend {wildcards.backend}"
         " --device {wildcards.device} --dataset {input.dataset} --reference={params.reference:q}"
         " --catalogue {params.catalogue:q} --threads {threads} --repeats {params.repeats} --seed {params.seed}"
+        " --min-repeat-seconds {params.min_repeat} --machine {input.machine}"
         " --inference-batch {params.batch} --epochs-scale {params.scale} --results results"
         " --uri={params.uri:q} --mlflow-experiment {params.experiment:q} --out {output} > {log} 2>&1"

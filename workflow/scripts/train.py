@@ -9,37 +9,55 @@ import sys
 import tempfile
 from pathlib import Path
 
-from reports.plots import write_figures
-from workflow.lib import catalogue
-from workflow.lib.runner import JobConfig, run_job
-from workflow.lib.tracking import log_run, resolve_uri
+from workflow.lib import timing
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--experiment", required=True)
     ap.add_argument("--backend", required=True)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", required=True)
     ap.add_argument("--dataset", required=True, help="results/datasets/{name}.npz")
     ap.add_argument("--reference", default="", help="the reference backend's run result, for parity")
-    ap.add_argument("--catalogue", default=None)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--inference-batch", type=int, default=1024)
-    ap.add_argument("--epochs-scale", type=float, default=1.0)
+    ap.add_argument("--machine", default="", help="results/machine.json, for the ceiling")
+    ap.add_argument("--catalogue", required=True)
+    ap.add_argument("--threads", type=int, required=True)
+    ap.add_argument("--repeats", type=int, required=True)
+    ap.add_argument("--min-repeat-seconds", type=float, required=True)
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--inference-batch", type=int, required=True)
+    ap.add_argument("--epochs-scale", type=float, required=True)
     ap.add_argument("--results", default="results")
     ap.add_argument("--uri", default="")
     ap.add_argument("--mlflow-experiment", default="fwbench")
     ap.add_argument("--no-mlflow", action="store_true", help="write the run result only")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
+    # Before any framework starts: thread variables set, NumPy's BLAS limited, pinned off the timing CPUs.
+    timing.prepare_process(args.threads)
+
+    from reports.plots import write_figures
+    from workflow.lib import catalogue
+    from workflow.lib.runner import JobConfig, run_job
+    from workflow.lib.tracking import log_run, resolve_uri
 
     exp = catalogue.load(args.catalogue)[args.experiment]
     reference = json.loads(Path(args.reference).read_text()) if args.reference else None
-    cfg = JobConfig(args.threads, args.repeats, args.seed, args.inference_batch, args.epochs_scale)
+    machine = json.loads(Path(args.machine).read_text()) if args.machine else {}
+    cfg = JobConfig(
+        threads=args.threads,
+        repeats=args.repeats,
+        seed=args.seed,
+        inference_batch=args.inference_batch,
+        epochs_scale=args.epochs_scale,
+        min_repeat_seconds=args.min_repeat_seconds,
+        results=args.results,
+        ceiling_gflops=machine.get("ceiling_gflops"),
+    )
     result = run_job(exp, args.backend, args.device, args.dataset, cfg, reference)
     print(f"{args.experiment} {args.backend}-{args.device}: {result['status']} {result['message']}")
+    for flag in result.get("flags", []):
+        print(f"flag: {flag}")
 
     if not args.no_mlflow:
         with tempfile.TemporaryDirectory() as tmp:

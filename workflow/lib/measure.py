@@ -1,0 +1,105 @@
+"""The timed part of a job, all inside one timing slot (workflow.lib.timing): compile time,
+steady-state training throughput, inference throughput.
+
+One definition of compile time for every backend: the first epoch of the first training in a
+fresh process minus the median steady-state epoch, so it holds tracing, compilation, autotuning
+and first-touch allocation, whatever the framework calls them. Steady state is time-boxed: one
+training of `1 + repeats * k` epochs, k chosen so that each repetition (k consecutive epochs after
+the first) lasts at least `min_repeat_seconds`; a repetition's rate is its samples over its
+seconds. Slow eager modes thus cost seconds, not whole trainings.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from backends.spec import Spec, make_schedule
+from workflow.lib import timing
+from workflow.lib.flops import predict_flops_per_sample, train_flops_per_sample
+
+MAX_SCHEDULE_INDICES = 5_000_000  # caps the time-boxed schedule's memory (40 MB of int64 indices)
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    threads: int
+    repeats: int
+    min_repeat_seconds: float
+    inference_batch: int
+    results: str
+
+
+def _with_epochs(spec: Spec, epochs: int) -> Spec:
+    return Spec.from_dict({**spec.to_dict(), "epochs": int(epochs)})
+
+
+def measure(backend, spec: Spec, X, Y, p0, seed: int, device: str, cfg: TimingConfig, ceiling: float | None) -> dict:
+    """Every timed figure of one job, measured in a timing slot. Returns the run result's
+    "timings" entry (with its section proof and flags) and the variant that ran."""
+    lay = timing.layout(cfg.threads)
+    n = len(X)
+    with timing.timed_slot(cfg.results, lay, cfg.threads) as sec:
+        probe_spec = _with_epochs(spec, 2)
+        probe = backend.train(probe_spec, X, Y, p0, make_schedule(probe_spec, n, seed), device)
+        first, second = (float(s) for s in probe.epoch_seconds[:2])
+        k = max(1, math.ceil(cfg.min_repeat_seconds / max(second, 1e-6)))
+        k = max(1, min(k, (MAX_SCHEDULE_INDICES // n - 1) // cfg.repeats))
+        steady_spec = _with_epochs(spec, 1 + cfg.repeats * k)
+        schedule = make_schedule(steady_spec, n, seed)
+        steady = backend.train(steady_spec, X, Y, p0, schedule, device)
+        epochs = np.asarray(steady.epoch_seconds[1:], dtype=np.float64).reshape(cfg.repeats, k)
+        rates = [schedule.samples_per_epoch * k / float(block.sum()) for block in epochs]
+        inference = _inference(backend, spec, steady.params, X, cfg, device)
+    epoch_median = float(np.median(epochs))
+    train = timing.summarize(rates)
+    flops = train_flops_per_sample(spec, schedule.batch_size)
+    gflops = train["median"] * flops / 1e9 if train["median"] else None
+    flags = list(sec.flags)
+    percent = 100 * gflops / ceiling if gflops is not None and ceiling else None
+    if percent is not None and percent > 100:
+        flags.append(f"impossible: {gflops:.1f} GFLOP/s is {percent:.0f}% of the machine ceiling {ceiling:.1f}")
+    if train["unstable"]:
+        flags.append(f"unstable: interquartile range above {timing.UNSTABLE_SPREAD:.0%} of the median")
+    variants = {probe.extra.get("variant"), steady.extra.get("variant")} - {None}
+    return {
+        "compile_seconds": max(0.0, first - epoch_median),
+        "first_epoch_seconds": first,
+        "steady_epoch_seconds": epoch_median,
+        "epochs_per_repeat": k,
+        "samples_per_epoch": schedule.samples_per_epoch,
+        "steps_per_epoch": schedule.steps_per_epoch,
+        "train_samples_per_s": train,
+        "inference_samples_per_s": {**timing.summarize(inference), "batch_size": cfg.inference_batch},
+        "flops_per_train_sample": flops,
+        "flops_per_inference_sample": predict_flops_per_sample(spec),
+        "train_gflops": gflops,
+        "machine_ceiling_gflops": ceiling,
+        "percent_of_ceiling": percent,
+        "section": sec.to_dict(),
+        "flags": flags,
+        "variant": " + ".join(sorted(variants)) or None,
+        "fallback": probe.extra.get("fallback") or steady.extra.get("fallback"),
+    }
+
+
+def _inference(backend, spec: Spec, params, X, cfg: TimingConfig, device: str) -> list[float]:
+    """Predictions on a fixed batch of `inference_batch` rows: warm-up, then `repeats` repetitions
+    of at least min_repeat_seconds / 5 each (inference of a small net is micro-seconds)."""
+    reps = int(np.ceil(cfg.inference_batch / len(X)))
+    batch = np.tile(X, (reps, 1))[: cfg.inference_batch]
+    backend.predict(spec, params, batch, device)  # warm-up (compilation)
+    t0, k = time.perf_counter(), 0
+    while time.perf_counter() - t0 < cfg.min_repeat_seconds / 20 or k == 0:
+        backend.predict(spec, params, batch, device)
+        k += 1
+    out = []
+    for _ in range(cfg.repeats):
+        t0 = time.perf_counter()
+        for _ in range(4 * k):
+            backend.predict(spec, params, batch, device)
+        out.append(4 * k * len(batch) / (time.perf_counter() - t0))
+    return out

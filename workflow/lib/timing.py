@@ -1,0 +1,198 @@
+"""One clock for every timed section: CPU sets, the machine-wide timing slots, proof of threads,
+foreign load, and the statistics quoted for a timing.
+
+Why: two timed sections sharing a core, or untimed work (imports, quality trainings, MLflow
+logging) landing on a timed core, moved medians by 0.1-3x between `--cores 1` and `--cores 8`.
+So the CPUs a job may use are split once per machine: the last `threads * slots` CPUs form the
+timing slots, the rest take untimed work. A job pins itself to the untimed CPUs before any
+framework starts, and pins every one of its threads to a slot's CPUs only while it holds that
+slot's lock (a file lock per host, so slots are shared by every job on the machine whichever
+Snakemake started it). On a 2-core machine at threads 1: one slot on CPU 1, untimed work on CPU 0.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+CPU_WALL_TOLERANCE = 1.15  # a timed section may use at most threads x this of CPU per wall second
+FOREIGN_LOAD_LIMIT = 0.10  # share of the slot CPUs' time used by other processes before a figure is flagged
+UNSTABLE_SPREAD = 0.10  # interquartile range / median above this flags a timing "unstable" (pyperf's rule)
+SLOT_WAIT_S = 6 * 3600
+CPUS_ENV = "FWBENCH_CPUS"  # the CPU set the first fwbench process was given, inherited by its children
+_START_CPUS = sorted(
+    int(c) for c in (os.environ.get(CPUS_ENV) or ",".join(map(str, os.sched_getaffinity(0)))).split(",")
+)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which CPUs time (one tuple per slot) and which take untimed work."""
+
+    slots: tuple[tuple[int, ...], ...]
+    untimed: tuple[int, ...]
+
+    def to_dict(self) -> dict:
+        return {"slots": [list(s) for s in self.slots], "untimed": list(self.untimed)}
+
+
+def layout(threads: int, cpus: list[int] | None = None) -> Layout:
+    """Slots of `threads` CPUs each from the end of the CPU list, keeping at least one CPU for
+    untimed work where the machine has more CPUs than one slot needs."""
+    cpus = sorted(cpus if cpus is not None else _START_CPUS)
+    threads = max(1, min(int(threads), len(cpus)))
+    n_slots = max(1, (len(cpus) - 1) // threads) if len(cpus) > threads else 1
+    timed = cpus[len(cpus) - n_slots * threads :]
+    slots = tuple(tuple(timed[i * threads : (i + 1) * threads]) for i in range(n_slots))
+    untimed = tuple(cpus[: len(cpus) - n_slots * threads]) or tuple(cpus)
+    return Layout(slots, untimed)
+
+
+def prepare_process(threads: int) -> Layout:
+    """First thing a job does: thread variables for the frameworks it will import, NumPy's BLAS
+    pool limited now (it may already be loaded), and every thread pinned to the untimed CPUs."""
+    from threadpoolctl import threadpool_limits
+
+    from backends.base import set_thread_env
+
+    os.environ[CPUS_ENV] = ",".join(map(str, _START_CPUS))
+    set_thread_env(threads)
+    threadpool_limits(limits=threads)
+    lay = layout(threads)
+    pin(lay.untimed)
+    return lay
+
+
+def pin(cpus: tuple[int, ...] | list[int]) -> None:
+    """Pin every thread of this process (frameworks start their pools early) to `cpus`."""
+    cpus = set(cpus)
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except OSError:  # a thread that ended meanwhile
+            continue
+
+
+def _busy_ticks(cpus: tuple[int, ...]) -> int:
+    """Busy clock ticks (all but idle and iowait) of these CPUs since boot, from /proc/stat."""
+    total = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *vals = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            v = [int(x) for x in vals]
+            total += sum(v[:8]) - v[3] - v[4]
+    return total
+
+
+@dataclass
+class Section:
+    """What one timed section measured about itself (not the figure it timed)."""
+
+    cpus: tuple[int, ...]
+    threads: int
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    foreign_share: float = 0.0
+    loadavg_before: float = 0.0
+    loadavg_after: float = 0.0
+    waited_s: float = 0.0
+    flags: list[str] = field(default_factory=list)
+
+    @property
+    def cpu_per_wall(self) -> float:
+        return self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "cpus": list(self.cpus),
+            "threads": self.threads,
+            "wall_s": self.wall_s,
+            "cpu_s": self.cpu_s,
+            "cpu_per_wall": self.cpu_per_wall,
+            "foreign_share": self.foreign_share,
+            "loadavg_before": self.loadavg_before,
+            "loadavg_after": self.loadavg_after,
+            "waited_for_slot_s": self.waited_s,
+            "flags": list(self.flags),
+        }
+
+
+def judge(sec: Section) -> list[str]:
+    """The flags a section earns: threads not honoured, or foreign load on its CPUs."""
+    flags = []
+    if sec.cpu_per_wall > sec.threads * CPU_WALL_TOLERANCE:
+        flags.append(
+            f"threads not honoured: CPU/wall {sec.cpu_per_wall:.2f} > {sec.threads} thread(s) x {CPU_WALL_TOLERANCE}"
+        )
+    if sec.foreign_share > FOREIGN_LOAD_LIMIT:
+        flags.append(f"foreign load: other processes used {sec.foreign_share:.0%} of the timed CPUs")
+    return flags
+
+
+def slot_dir(results: str | Path) -> Path:
+    return Path(results) / ".timing" / socket.gethostname()
+
+
+@contextmanager
+def timed_slot(results: str | Path, lay: Layout, threads: int, wait_s: float = SLOT_WAIT_S):
+    """Hold one timing slot (waiting for a free one), pinned to its CPUs; yields the Section,
+    filled in on exit. Untimed work goes back to the untimed CPUs afterwards."""
+    d = slot_dir(results)
+    d.mkdir(parents=True, exist_ok=True)
+    t_wait = time.perf_counter()
+    lock, cpus = None, None
+    while lock is None:
+        for i, slot in enumerate(lay.slots):
+            candidate = FileLock(str(d / f"slot-{i}.lock"))
+            try:
+                candidate.acquire(timeout=0)
+                lock, cpus = candidate, slot
+                break
+            except Timeout:
+                continue
+        if lock is None:
+            if time.perf_counter() - t_wait > wait_s:
+                raise TimeoutError(f"no timing slot free in {wait_s:.0f} s; is another benchmark holding {d}?")
+            time.sleep(0.05)
+    sec = Section(cpus=cpus, threads=threads, waited_s=time.perf_counter() - t_wait)
+    try:
+        pin(cpus)
+        sec.loadavg_before = os.getloadavg()[0]
+        busy0, cpu0, w0 = _busy_ticks(cpus), time.process_time(), time.perf_counter()
+        yield sec
+        sec.wall_s, sec.cpu_s = time.perf_counter() - w0, time.process_time() - cpu0
+        busy = (_busy_ticks(cpus) - busy0) / os.sysconf("SC_CLK_TCK")
+        sec.foreign_share = max(0.0, busy - sec.cpu_s) / max(sec.wall_s * len(cpus), 1e-9)
+        sec.loadavg_after = os.getloadavg()[0]
+        sec.flags = judge(sec)
+    finally:
+        pin(lay.untimed)
+        lock.release()
+
+
+def summarize(values: list[float], seed: int = 0) -> dict:
+    """Median, quartiles, a bootstrap 95% interval of the median, the raw values, and an
+    "unstable" flag when the interquartile range exceeds UNSTABLE_SPREAD of the median."""
+    import numpy as np
+
+    a = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
+    if a.size == 0:
+        return {"median": None, "q1": None, "q3": None, "ci95": None, "raw": [], "n": 0, "unstable": None}
+    med = float(np.median(a))
+    q1, q3 = (float(v) for v in np.percentile(a, [25, 75]))
+    boot = np.median(np.random.default_rng(seed).choice(a, size=(2000, a.size)), axis=1)
+    return {
+        "median": med,
+        "q1": q1,
+        "q3": q3,
+        "ci95": [float(v) for v in np.percentile(boot, [2.5, 97.5])],
+        "raw": a.tolist(),
+        "n": int(a.size),
+        "unstable": bool(med > 0 and (q3 - q1) / med > UNSTABLE_SPREAD),
+    }
