@@ -19,8 +19,8 @@ class Entry(NamedTuple):
 
 REGISTRY: dict[str, Entry] = {
     "numpy": Entry("backends.numpy_reference", "NumpyBackend", "eager", ("numpy",)),
-    "torch": Entry("backends.torch_adapter", "TorchBackend", "compiled", ("torch",)),
-    "torch-eager": Entry("backends.torch_adapter", "TorchBackend", "eager", ("torch",)),
+    "torch": Entry("backends.torch.backend", "TorchBackend", "compiled", ("torch",)),
+    "torch-eager": Entry("backends.torch.backend", "TorchBackend", "eager", ("torch",)),
     "tensorflow": Entry("backends.tensorflow_adapter", "TensorFlowBackend", "compiled", ("tensorflow",)),
     "tensorflow-eager": Entry("backends.tensorflow_adapter", "TensorFlowBackend", "eager", ("tensorflow",)),
     "jax": Entry("backends.jax_adapter", "JaxBackend", "compiled", ("jax", "flax", "optax")),

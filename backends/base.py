@@ -37,10 +37,6 @@ class Backend(ABC):
         """The devices this machine offers the framework: 'cpu', and 'gpu' where CUDA is seen."""
 
     @abstractmethod
-    def versions(self) -> dict[str, str]:
-        """Framework package versions, for the environment fingerprint."""
-
-    @abstractmethod
     def train(
         self,
         spec: Spec,
@@ -62,7 +58,8 @@ class Backend(ABC):
         return {"threads": self.threads}
 
     def device_info(self, device: str) -> dict:
-        """Name (and driver) of the device, for the fingerprint."""
+        """The accelerator's name (and driver) for the fingerprint; on CPU just {"device": "cpu"}:
+        the workflow's fingerprint names the CPU itself."""
         return {"device": device}
 
     def peak_device_memory(self, device: str) -> int | None:

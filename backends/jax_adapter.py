@@ -2,25 +2,23 @@
 
 Both modes keep X and Y on the device and hand the step the batch's indices, so they differ
 only in who runs the loop over batches:
-- "compiled": one jitted call per epoch. lax.scan runs the full batches of the (n_full, B)
-  index array, gathering each batch from X/Y inside, and the last partial batch (if the
-  schedule keeps one) follows in the same call.
-- "eager": the per-batch Python loop of the Flax/optax tutorials: one call of a jitted train
-  step per batch. (JAX without any jit dispatches every primitive from Python through its
-  autodiff tracer; measured at ~1k samples/s on the small MLP, 100x below torch's eager loop,
-  that measures JAX's tracer rather than training, so no tutorial trains that way.)
-Every jitted function is compiled ahead of time, so its compile time is measured apart from
-the epochs (and included in epoch 0), and cached per model, device and shapes, so repeated
-trainings in one process do not recompile. params and optimizer state are donated.
+- "compiled" (variant "jax.jit-scan-epoch"): one jitted call per epoch. lax.scan runs the full
+  batches of the (n_full, B) index array, gathering each batch from X/Y inside, and the last
+  partial batch (if the schedule keeps one) follows in the same call.
+- "eager" (variant "jax.jit-step"): the per-batch Python loop of the Flax/optax tutorials: one call
+  of a jitted train step per batch. (JAX without any jit dispatches every primitive from Python
+  through its autodiff tracer, which measures the tracer rather than training; no tutorial trains
+  that way.)
+Every jitted function is compiled ahead of time inside epoch 0's timing (that compile's own
+seconds are compile_seconds), and cached per model, device and shapes, so repeated trainings in
+one process do not recompile. params and optimizer state are donated.
 
 jax, flax and optax are imported lazily (`_fw()`), so this module imports without them.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
-import platform
 import sys
 import threading
 import time
@@ -37,6 +35,7 @@ _LOCK = threading.Lock()
 _FW: dict[str, Any] = {}  # the imported modules, filled once by _fw()
 _THREADS: dict[str, Any] = {}  # how XLA's CPU client started, recorded by _fw()
 _COMPILED: dict[tuple, Any] = {}  # (what, model key, device, argument shapes) -> AOT-compiled function
+_VARIANTS = {"compiled": "jax.jit-scan-epoch", "eager": "jax.jit-step"}
 
 
 # ----------------------------------------------------------------------------- framework start
@@ -103,17 +102,6 @@ def _start_client(jax: Any, threads: int | None) -> int | None:
             except OSError:  # a thread that ended meanwhile
                 pass
     return threads
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _parse_xla_threads(flags: str) -> dict[str, Any]:
@@ -291,16 +279,6 @@ class JaxBackend(Backend):
     def devices(self) -> list[str]:
         return ["cpu"] + (["gpu"] if self._gpus() else [])
 
-    def versions(self) -> dict[str, str]:
-        out = {"python": platform.python_version()}
-        for pkg in ("jax", "jaxlib", "flax", "optax", "jax-cuda12-plugin", "jax-cuda13-plugin"):
-            try:
-                out[pkg] = importlib.metadata.version(pkg)
-            except importlib.metadata.PackageNotFoundError:
-                if pkg in ("jax", "jaxlib", "flax", "optax"):
-                    out[pkg] = "not installed"
-        return out
-
     def thread_settings(self) -> dict:
         """What XLA started with: the CPU count its CPU pools were sized from (the threads in
         force), and XLA_FLAGS as it read them (recorded, though jaxlib 0.10.2 does not obey
@@ -318,7 +296,7 @@ class JaxBackend(Backend):
     def device_info(self, device: str) -> dict:
         d = self._device(device)
         if device == "cpu":
-            return {"device": device, "name": _cpu_name(), "cpu_count": os.cpu_count()}
+            return {"device": device}
         info: dict[str, Any] = {"device": device, "name": d.device_kind}
         info["compute_capability"] = getattr(d, "compute_capability", None)
         try:
@@ -380,7 +358,7 @@ class JaxBackend(Backend):
         for e in range(schedule.epochs):
             batches = indices[e] if not eager else self._indices(schedule, e, e + 1, dev)[0]
             t0 = time.perf_counter()
-            if fns is None:  # epoch 0 includes the compile (also reported apart)
+            if fns is None:  # epoch 0 includes the compile (its own seconds are compile_seconds)
                 fns, compile_seconds = self._compile(key, dev, (params, opt_state, Xd, Yd), batches)
             if not eager:
                 params, opt_state, total = fns[0](params, opt_state, Xd, Yd, *batches)
@@ -429,7 +407,7 @@ class JaxBackend(Backend):
             epoch_seconds=np.asarray(seconds, dtype=np.float64),
             compile_seconds=float(compile_seconds),
             param_history=history,
-            extra={"mode": self.mode},
+            extra={"variant": _VARIANTS[self.mode], "fallback": None},
         )
 
     def predict(self, spec: Spec, params: list[np.ndarray], X: np.ndarray, device: str = "cpu") -> np.ndarray:

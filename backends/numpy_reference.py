@@ -5,12 +5,11 @@ It is the oracle of the parity tests: predict, measure, feedback, adjust, step b
 
 from __future__ import annotations
 
-import platform
 import time
 
 import numpy as np
 
-from backends.base import Backend
+from backends.base import Backend, check_inputs, check_params, check_x
 from backends.spec import Schedule, Spec, TrainResult
 
 
@@ -125,11 +124,18 @@ class NumpyBackend(Backend):
     def devices(self) -> list[str]:
         return ["cpu"]
 
-    def versions(self) -> dict[str, str]:
-        return {"numpy": np.__version__, "python": platform.python_version()}
-
-    def train(self, spec, X, Y, init_params, schedule: Schedule, device="cpu", record_params=False) -> TrainResult:
+    def train(
+        self,
+        spec: Spec,
+        X: np.ndarray,
+        Y: np.ndarray,
+        init_params: list[np.ndarray],
+        schedule: Schedule,
+        device: str = "cpu",
+        record_params: bool = False,
+    ) -> TrainResult:
         self.check_device(device)
+        X, Y = check_inputs(spec, X, Y, init_params, schedule)
         dt = np.dtype(spec.dtype)
         X, Y = X.astype(dt), Y.astype(dt)
         params = [p.astype(dt).copy() for p in init_params]
@@ -153,9 +159,13 @@ class NumpyBackend(Backend):
             epoch_seconds=np.asarray(seconds),
             compile_seconds=0.0,
             param_history=history if record_params else None,
+            extra={"variant": "numpy", "fallback": None},
         )
 
-    def predict(self, spec, params, X, device="cpu") -> np.ndarray:
+    def predict(self, spec: Spec, params: list[np.ndarray], X: np.ndarray, device: str = "cpu") -> np.ndarray:
+        self.check_device(device)
+        check_params(spec, params)
+        X = check_x(spec, X)
         dt = np.dtype(spec.dtype)
         zs, _ = forward(spec, [p.astype(dt) for p in params], X.astype(dt))
         return activate(zs[-1], spec.head)

@@ -13,7 +13,6 @@ import numpy as np
 
 ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid")
 HEADS = ("linear", "sigmoid", "softmax")
-LOSSES = ("mse", "bce", "cce")
 KINDS = ("linear", "logistic", "softmax", "mlp")
 OPTIMIZERS = ("sgd", "adam")
 DTYPES = ("float32", "float64")
@@ -198,9 +197,14 @@ class TrainResult:
     """What a backend returns: NumPy only, so nothing downstream branches on the framework.
 
     loss_history[e] is the sample-weighted mean of the mini-batch losses of epoch e, each
-    computed before its update. epoch_seconds[0] includes compilation/warm-up; the backend
-    synchronizes the device at every timing boundary. param_history, when asked for, holds
-    the parameters after each epoch (for time-to-target).
+    computed before its update. epoch_seconds[0] includes all compilation and warm-up work of
+    the training (none runs outside the epoch timings); the backend synchronizes the device at
+    every timing boundary. compile_seconds is the backend's own explicit compile time, a part of
+    epoch_seconds[0] it measured apart (an ahead-of-time compile, a CUDA graph capture); 0 where
+    compilation happens lazily inside the first call or nothing compiles. param_history, when
+    asked for, holds the parameters after each epoch (for time-to-target). extra["variant"] names
+    the code path that ran; extra["fallback"] is None, or why the intended path failed and that
+    one ran instead.
     """
 
     params: list[np.ndarray]

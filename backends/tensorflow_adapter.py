@@ -1,10 +1,11 @@
 """TensorFlow adapter: tf.Variable parameters, tf.GradientTape, and the spec's own optimizer in tf ops.
 
-Mode "compiled" runs a whole epoch as one tf.function (the step loop lives in the graph, over the
-epoch's index tensor; the last partial batch is one more step in the same function), compiled by XLA
-(jit_compile=True): on a 2-4-2-1 MLP it ran 4-12x faster than the same tf.function without XLA (per-op
-graph overhead dominates there); on a 784-128-64-10 MLP both ran about equally fast.
-Mode "eager" is the per-batch eager Python loop a tutorial writes. Both share the same step code.
+Mode "compiled" (variant "tf.function-xla-epoch") runs a whole epoch as one tf.function (the step loop
+lives in the graph, over the epoch's index tensor; the last partial batch is one more step in the same
+function), compiled by XLA (jit_compile=True), which removes the per-op graph overhead that dominates small
+models. Tracing and XLA compilation happen in epoch 0's call, inside its timing.
+Mode "eager" (variant "eager-loop") is the per-batch eager Python loop a tutorial writes. Both share the
+same step code.
 
 Keras' Adam puts epsilon elsewhere and folds the bias correction into the step size, so the update
 is written here in the spec's (torch/optax) formulation; cross-entropies are taken from logits.
@@ -14,9 +15,7 @@ TensorFlow is imported lazily (inside methods), so this module imports without i
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import os
-import platform
 import time
 import warnings
 from types import SimpleNamespace
@@ -28,6 +27,7 @@ from backends.base import Backend, BackendError, check_inputs, check_params, che
 from backends.spec import Schedule, Spec, TrainResult
 
 _DEVICE_NAMES = {"cpu": "/CPU:0", "gpu": "/GPU:0"}
+_VARIANTS = {"compiled": "tf.function-xla-epoch", "eager": "eager-loop"}
 
 
 @functools.cache
@@ -66,7 +66,7 @@ class _Model:
     """The variables (parameters, optimizer slots, step count) of one network shape on one device,
     and the training step written with tf ops. Reused across train() calls so traces are reused."""
 
-    def __init__(self, tf: Any, spec: Spec, device: str, *, eager: bool, jit_compile: bool) -> None:
+    def __init__(self, tf: Any, spec: Spec, device: str, *, eager: bool) -> None:
         self.tf = tf
         self.dt = np.dtype(spec.dtype)
         self.tdt = tf.as_dtype(spec.dtype)
@@ -101,8 +101,7 @@ class _Model:
             self.v = variables("v") if n_slots == 2 else []
             self.t = tf.Variable(0, dtype=tf.int64, name="t")
         self.traces = 0
-        self.jit_compile = jit_compile
-        self.epoch = tf.function(self._epoch, jit_compile=jit_compile)
+        self.epoch = tf.function(self._epoch, jit_compile=True)  # used by mode compiled only
 
     def reset(self, init_params: list[np.ndarray]) -> None:
         for var, p in zip(self.params, init_params):
@@ -207,7 +206,6 @@ _PREDICTORS: dict[tuple, Any] = {}
 class TensorFlowBackend(Backend):
     framework = "tensorflow"
     modes = ("compiled", "eager")
-    jit_compile: bool = True  # compiled mode: XLA measured fastest (see the module docstring)
 
     def __init__(self, name: str, mode: str = "compiled", threads: int | None = None) -> None:
         super().__init__(name, mode, threads)
@@ -224,15 +222,6 @@ class TensorFlowBackend(Backend):
         tf = self._tf()
         return ["cpu"] + (["gpu"] if tf.config.list_physical_devices("GPU") else [])
 
-    def versions(self) -> dict[str, str]:
-        tf = self._tf()
-        out = {"tensorflow": tf.__version__, "python": platform.python_version(), "numpy": np.__version__}
-        try:
-            out["keras"] = importlib.metadata.version("keras")
-        except importlib.metadata.PackageNotFoundError:
-            pass
-        return out
-
     def thread_settings(self) -> dict:
         tf = self._tf()
         return {
@@ -246,11 +235,7 @@ class TensorFlowBackend(Backend):
         self.check_device(device)
         tf = self._tf()
         if device == "cpu":
-            return {
-                "device": "cpu",
-                "name": platform.processor() or platform.machine(),
-                "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
-            }
+            return {"device": "cpu"}
         details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
         cc = details.get("compute_capability")
         return {
@@ -267,12 +252,10 @@ class TensorFlowBackend(Backend):
         return int(self._tf().config.experimental.get_memory_info("GPU:0")["peak"])
 
     def _model(self, spec: Spec, device: str) -> _Model:
-        compiled = self.mode == "compiled"
-        jit = self.jit_compile and compiled
         o = spec.optimizer
-        key = (self.mode, jit, device, spec.dtype, tuple(spec.layer_sizes), spec.activation, spec.head, o)
+        key = (self.mode, device, spec.dtype, tuple(spec.layer_sizes), spec.activation, spec.head, o)
         if key not in _MODELS:
-            _MODELS[key] = _Model(self._tf(), spec, device, eager=not compiled, jit_compile=jit)
+            _MODELS[key] = _Model(self._tf(), spec, device, eager=self.mode == "eager")
         return _MODELS[key]
 
     def train(
@@ -321,20 +304,14 @@ class TensorFlowBackend(Backend):
             losses.append(total / schedule.samples_per_epoch)
             if record_params:
                 history.append(model.export())
-        traced = model.traces - traces_before
-        # Compilation (trace + XLA) happens inside epoch 0; its share is estimated as epoch 0's excess
-        # over the median later epoch. A call that reuses a cached trace compiles nothing.
-        compile_seconds = 0.0
-        if traced and seconds:
-            steady = float(np.median(seconds[1:])) if len(seconds) > 1 else 0.0
-            compile_seconds = max(seconds[0] - steady, 0.0)
+        # Tracing and XLA compilation run lazily inside epoch 0's call: no explicit compile time to report.
         return TrainResult(
             params=model.export(),
             loss_history=np.asarray(losses, dtype=np.float64),
             epoch_seconds=np.asarray(seconds),
-            compile_seconds=compile_seconds,
+            compile_seconds=0.0,
             param_history=history if record_params else None,
-            extra={"jit_compile": model.jit_compile, "traces": traced, "mode": self.mode},
+            extra={"variant": _VARIANTS[self.mode], "fallback": None, "traces": model.traces - traces_before},
         )
 
     def predict(self, spec: Spec, params: list[np.ndarray], X: np.ndarray, device: str = "cpu") -> np.ndarray:
@@ -351,12 +328,11 @@ class TensorFlowBackend(Backend):
             return self._predictor(spec, device)(ps, x).numpy()
 
     def _predictor(self, spec: Spec, device: str) -> Any:
-        jit = self.jit_compile
-        key = (jit, device, spec.activation, spec.head)
+        key = (device, spec.activation, spec.head)
         if key not in _PREDICTORS:
             tf = self._tf()
             act, head = spec.activation, spec.head
             _PREDICTORS[key] = tf.function(
-                lambda ps, x: _forward(tf, ps, x, act, head), jit_compile=jit, reduce_retracing=True
+                lambda ps, x: _forward(tf, ps, x, act, head), jit_compile=True, reduce_retracing=True
             )
         return _PREDICTORS[key]

@@ -1,5 +1,7 @@
 """The same suite for every registered backend: a new backend is checked with no test edits."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,16 @@ from datasets.preprocess import targets
 
 REF = backends.get_backend(backends.REFERENCE)
 BACKENDS = [n for n in backends.names() if n != backends.REFERENCE]
+# extra["variant"] of a CPU training when nothing fell back; a backend not listed must still name one.
+EXPECTED_VARIANT = {
+    "numpy": "numpy",
+    "torch": "torch.compile-scan",
+    "torch-eager": "eager-loop",
+    "tensorflow": "tf.function-xla-epoch",
+    "tensorflow-eager": "eager-loop",
+    "jax": "jax.jit-scan-epoch",
+    "jax-eager": "jax.jit-step",
+}
 
 
 def _backend(name):
@@ -109,7 +121,50 @@ def test_result_contract(name):
     assert len(res.param_history) == 3
     np.testing.assert_array_equal(res.param_history[-1][0], res.params[0])
     assert "cpu" in be.devices()
-    assert be.versions()
+    # compile_seconds is an explicitly measured part of epoch 0, never work done outside the epochs
+    assert 0.0 <= res.compile_seconds <= res.epoch_seconds[0]
+    assert be.device_info("cpu") == {"device": "cpu"}
+
+
+@pytest.mark.parametrize("name", backends.names())
+def test_result_names_the_variant_that_ran(name):
+    be = _backend(name)
+    spec, X, Y = _case(PARITY_CASES[3], dtype="float32", epochs=2)
+    res = be.train(spec, X.astype("float32"), Y.astype("float32"), init_params(spec, 1), make_schedule(spec, 50, 2))
+    variant, fallback = res.extra.get("variant"), res.extra.get("fallback", "missing")
+    assert isinstance(variant, str) and variant, f"{name} does not name its variant in TrainResult.extra"
+    assert fallback is None or (isinstance(fallback, str) and fallback), f"{name}: extra['fallback'] is {fallback!r}"
+    expected = EXPECTED_VARIANT.get(name)
+    if expected is not None and fallback is None:
+        assert variant == expected
+    if fallback is not None:
+        assert variant != expected, f"{name} reports a fallback but ran its intended variant {variant!r}"
+
+
+def test_torch_compile_failure_falls_back_and_says_why(monkeypatch):
+    """A failing torch.compile trains the fused eager loop, says why, and its time stays inside epoch 0."""
+    be = _backend("torch")
+    import torch
+
+    from backends.torch import compiled_epoch
+
+    def broken_compile(*args, **kwargs):
+        time.sleep(0.2)
+        raise RuntimeError("no C++ compiler here (test)")
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(compiled_epoch, "_COMPILED", {})  # nothing compiled by an earlier test is reused
+    spec, X, Y = _case(PARITY_CASES[3])
+    p0, sched = init_params(spec, 1), make_schedule(spec, len(X), 2)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler here"):
+        got = be.train(spec, X, Y, p0, sched)
+    assert got.extra["variant"] == "fused-eager-loop"
+    assert "torch.compile-scan failed" in got.extra["fallback"]
+    assert "RuntimeError: no C++ compiler here (test)" in got.extra["fallback"]
+    assert got.epoch_seconds.shape == (spec.epochs,) and got.epoch_seconds[0] >= 0.2
+    ref = REF.train(spec, X, Y, p0, sched)
+    rel = np.abs(got.loss_history - ref.loss_history) / np.abs(ref.loss_history)
+    assert rel.max() < 1e-9, f"the fallback deviates from the reference by {rel.max():.3g}"
 
 
 @pytest.mark.parametrize("spec_kind", ["logistic", "mlp"])
@@ -141,7 +196,7 @@ def test_trains_moons_beyond_chance(name, spec_kind):
     assert res.loss_history[-1] < res.loss_history[0]
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", backends.names())
 def test_bad_input_is_a_clear_backend_error(name):
     be = _backend(name)
     spec, X, Y = _case(PARITY_CASES[3], dtype="float32", epochs=1)
