@@ -11,8 +11,9 @@ What goes in, per experiment and run (backend-device), for every run whose statu
   with other seeds), when there are at least 2 values; the floor alone otherwise (one directory).
   Floors: accuracy max(0.02, 1/n), F1 max(0.03, 2/n), n the split's sample count (so one sample
   flipping never fails the check); MSE 10% of the expected value (at least 1e-6). k = 3.
-- parity: bound on the max relative deviation of the loss curve from the reference =
-  max(10 * the largest deviation seen over the directories, 1e-4).
+- parity: none here. Each run carries its own bound, derived from float32 numerics in the same
+  pipeline run (workflow.lib.runner.parity_bound), so it holds on every CPU.
+- variant: the code path each run took (a fallback to another one is flagged by the check).
 - throughput: each run's median samples/s (train and inference) divided by that of one run of
   the same experiment measured in the same pipeline run: the reference backend on CPU, or the
   slowest run when the reference did not finish. The check compares ratios only, never seconds,
@@ -37,7 +38,6 @@ from reports.results import (
     fingerprint,
     load_runs,
     metric,
-    num,
     reference_name,
     run_label,
     throughput,
@@ -50,8 +50,6 @@ DEFAULTS = {
     "f1_floor": 0.03,
     "mse_relative_floor": 0.10,
     "mse_absolute_floor": 1e-6,
-    "parity_factor": 10.0,
-    "parity_floor": 1e-4,
     "throughput_factor": 3.0,
 }
 QUALITY = {"binary": ("accuracy", "f1"), "multiclass": ("accuracy", "f1"), "regression": ("mse",)}
@@ -65,8 +63,8 @@ def method_text(s: dict) -> str:
         "hold the same experiment/backend/device, when there are >= 2 values, else the floor alone. Floors: accuracy "
         f"max({s['accuracy_floor']:g}, 1/n), f1 max({s['f1_floor']:g}, 2/n) with n the split's sample count; mse "
         f"max({s['mse_relative_floor']:g} * expected, {s['mse_absolute_floor']:g}). Both directions fail: a change "
-        "beyond tolerance means the result moved. parity: bound = max("
-        f"{s['parity_factor']:g} * largest max_rel_loss_deviation seen, {s['parity_floor']:g}). throughput: ratio of "
+        "beyond tolerance means the result moved. parity: each run's own float32-numerics bound (not baselined). "
+        "variant: the code path of the baseline run; another one is flagged. throughput: ratio of "
         "the run's median samples/s (train, inference) to the ratio_to run of the same experiment and pipeline run "
         "(reference backend on cpu, else the slowest run); flagged when it moves by more than factor "
         f"{s['throughput_factor']:g}x either way; compared only when both runs keep their recorded fingerprints."
@@ -169,10 +167,7 @@ def _run_entry(run: dict, same: list[dict], den: dict | None, s: dict) -> dict:
             }
     entry: dict = {"backend": run["backend"], "device": run["device"], "fingerprint": fingerprint(run)}
     entry["metrics"] = metrics
-    devs = [d for x in same if (d := num((x.get("parity") or {}).get("max_rel_loss_deviation"))) is not None]
-    devs = [d for d in devs if math.isfinite(d)]
-    if devs:
-        entry["parity"] = {"observed": max(devs), "bound": max(s["parity_factor"] * max(devs), s["parity_floor"])}
+    entry["variant"] = (run.get("timings") or {}).get("variant")
     if den is not None and den is not run:
         ratios = {}
         for kind in ("train", "inference"):

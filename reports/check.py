@@ -2,10 +2,14 @@
 
     python -m reports.check --results results --baselines reports/baselines.json [--fail-on-throughput]
 
-Fails (exit 1, with a table of what regressed) when any run failed or diverged, or, for an
-experiment/run in the baselines: a quality metric (accuracy, F1, MSE) moved beyond its
-tolerance, the parity deviation exceeds its bound, or the run is missing (unless
-results/devices.json says it was not scheduled, e.g. no GPU). Throughput is compared only as ratios between runs of the
+Fails (exit 1, with a table of what regressed) when any run failed or diverged, did not honour
+its thread count (CPU/wall above threads x 1.15 in a timed section), or claims a speed above the
+machine ceiling (an impossible figure); or, for an experiment/run in the baselines: a quality
+metric (accuracy, F1, MSE) moved beyond its tolerance, the loss curve left the run's own float32
+parity bound (derived from float32 numerics in the same pipeline run, so it holds on any CPU), or
+the run is missing (unless results/devices.json says it was not scheduled, e.g. no GPU). Flagged
+without failing: foreign load during timing, unstable timings, a variant other than the
+baseline's. Throughput is compared only as ratios between runs of the
 same pipeline run (see reports.baselines); a ratio that moved by more than the stated factor is
 flagged, and fails only with --fail-on-throughput or "throughput": {"fail": true} in the
 baselines. Ratios of runs whose environment fingerprint differs from the recorded one are
@@ -34,6 +38,7 @@ from reports.results import (
 )
 
 LOWER_IS_BETTER = {"mse", "mae", "loss"}
+FAILING_FLAGS = ("threads not honoured", "impossible")  # run flags that fail the check; the others are noted
 
 
 @dataclass
@@ -99,9 +104,11 @@ def check(
                 continue
             out.append(Check(exp, label, "status", "ok", "ok", "", "pass"))
             out += _quality(exp, label, run, base)
-            out += _parity(exp, label, run, base)
+            out += _parity(exp, label, run)
+            out += _variant(exp, label, run, base)
             out += _throughput(exp, label, run, base, exp_base, index, factor, tp_fails)
     for (exp, label), run in sorted(index.items()):
+        out += _flags(exp, label, run)
         if label in (baselines["experiments"].get(exp) or {}).get("runs", {}):
             continue
         if run["status"] != "ok":  # a run that did not finish fails the check, baselined or not
@@ -128,18 +135,42 @@ def _quality(exp: str, label: str, run: dict, base: dict) -> list[Check]:
     return out
 
 
-def _parity(exp: str, label: str, run: dict, base: dict) -> list[Check]:
-    p = base.get("parity")
-    if not p:
+def _parity(exp: str, label: str, run: dict) -> list[Check]:
+    """The loss curve against the reference's, within the bound of the run's own float32 numerics."""
+    p = run.get("parity") or {}
+    bound = num(p.get("bound"))
+    if bound is None:
         return []
-    bound = float(p["bound"])
-    got = num((run.get("parity") or {}).get("max_rel_loss_deviation"))
-    row = Check(exp, label, "parity", f"≤ {bound:.3g}", g(got, ".3g"), f"bound {bound:.3g}", "pass")
+    got = num(p.get("max_rel_loss_deviation"))
+    row = Check(exp, label, "parity", f"≤ {bound:.3g}", g(got, ".3g"), "float32 numerics", "pass")
     if got is None or not math.isfinite(got):
         row.verdict, row.fails = "FAILED: no parity value", True
     elif got > bound:
         row.verdict, row.fails = "BEYOND BOUND", True
     return [row]
+
+
+def _flags(exp: str, label: str, run: dict) -> list[Check]:
+    """Every flag a run earned while it was measured: threads and impossible figures fail."""
+    out = []
+    for flag in run.get("flags") or []:
+        kind = flag.split(":", 1)[0]
+        if kind == "parity":
+            continue  # judged by _parity
+        fails = kind in FAILING_FLAGS
+        out.append(
+            Check(exp, label, "timing", "clean", kind, "", f"{'FAILED' if fails else 'FLAGGED'}: {flag}", fails, True)
+        )
+    return out
+
+
+def _variant(exp: str, label: str, run: dict, base: dict) -> list[Check]:
+    want, got = base.get("variant"), (run.get("timings") or {}).get("variant")
+    if not want or want == got:
+        return []
+    fallback = (run.get("timings") or {}).get("fallback")
+    why = f" (fallback: {fallback})" if fallback else ""
+    return [Check(exp, label, "variant", want, str(got), "", f"FLAGGED: another code path ran{why}", note=True)]
 
 
 def _throughput(

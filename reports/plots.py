@@ -266,7 +266,7 @@ def confusion_matrices(runs: list[dict], max_cols: int = 6) -> Figure | None:
 
 
 def throughput_bars(runs: list[dict]) -> Figure | None:
-    """Train and inference samples/s per run of one experiment: median bars, p20-p80 whiskers, speed-up labels."""
+    """Train and inference samples/s per run of one experiment: median bars, quartile whiskers, speed-up labels."""
     ok = [r for r in sorted(runs, key=sort_key) if r["status"] == "ok"]
     kinds = [k for k in ("train", "inference") if speedup_vs_slowest(ok, k)]
     if not kinds:
@@ -277,8 +277,8 @@ def throughput_bars(runs: list[dict]) -> Figure | None:
         speed = speedup_vs_slowest(ok, kind)
         rows = [r for r in ok if run_label(r) in speed][::-1]  # first run on top
         med = np.array([num(timing(r, f"{kind}_samples_per_s", "median")) for r in rows])
-        lo = np.array([num(timing(r, f"{kind}_samples_per_s", "p20")) for r in rows], dtype=float)
-        hi = np.array([num(timing(r, f"{kind}_samples_per_s", "p80")) for r in rows], dtype=float)
+        lo = np.array([num(timing(r, f"{kind}_samples_per_s", "q1")) for r in rows], dtype=float)
+        hi = np.array([num(timing(r, f"{kind}_samples_per_s", "q3")) for r in rows], dtype=float)
         lo = np.where(np.isfinite(lo), lo, med)
         hi = np.where(np.isfinite(hi), hi, med)
         err = np.vstack([np.clip(med - lo, 0, None), np.clip(hi - med, 0, None)])
@@ -300,7 +300,7 @@ def throughput_bars(runs: list[dict]) -> Figure | None:
                 fontsize=9,
             )
         ax.set_xlim(right=top * (4 if log else 1.18))
-        ax.set_xlabel(f"{kind} samples/s (median, p20–p80)", fontsize=9)
+        ax.set_xlabel(f"{kind} samples/s (median, quartiles)", fontsize=9)
         ax.grid(True, axis="x", alpha=0.25)
         ax.set_title(f"{kind}: speed-up vs slowest", fontsize=10)
     fig.suptitle(f"{ok[0]['experiment']}: throughput", fontsize=11)

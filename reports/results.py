@@ -221,11 +221,18 @@ def summary_row(run: dict) -> dict:
     losses = run.get("loss_history") or []
     row["final_loss"] = num(losses[-1]) if losses else None
     for kind in ("train", "inference"):
-        for stat in ("median", "p20", "p80"):
+        for stat in ("median", "q1", "q3"):
             row[f"{kind}_samples_per_s_{stat}"] = num(timing(run, f"{kind}_samples_per_s", stat))
+        row[f"{kind}_samples_per_s_unstable"] = timing(run, f"{kind}_samples_per_s", "unstable")
     row["compile_seconds"] = num(timing(run, "compile_seconds"))
     row["first_epoch_seconds"] = num(timing(run, "first_epoch_seconds"))
-    row["total_train_seconds"] = num(timing(run, "total_train_seconds"))
+    row["train_gflops"] = num(timing(run, "train_gflops"))
+    row["percent_of_ceiling"] = num(timing(run, "percent_of_ceiling"))
+    row["cpu_per_wall"] = num(timing(run, "section", "cpu_per_wall"))
+    row["timed_cpus"] = " ".join(map(str, timing(run, "section", "cpus") or []))
+    row["variant"] = timing(run, "variant")
+    row["fallback"] = timing(run, "fallback")
+    row["flags"] = "; ".join(run.get("flags") or [])
     ttt = timing(run, "time_to_target") or {}
     row["time_to_target_metric"] = ttt.get("metric")
     row["time_to_target_target"] = num(ttt.get("target"))
@@ -233,6 +240,7 @@ def summary_row(run: dict) -> dict:
     row["time_to_target_seconds"] = num(ttt.get("seconds"))
     row["time_to_target_epochs"] = ttt.get("epochs")
     row["parity_max_rel_loss_deviation"] = num((run.get("parity") or {}).get("max_rel_loss_deviation"))
+    row["parity_bound"] = num((run.get("parity") or {}).get("bound"))
     row["peak_rss_mb"] = num((run.get("memory") or {}).get("peak_rss_mb"))
     row["seed"] = run.get("seed")
     row["threads"] = run.get("threads")

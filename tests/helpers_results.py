@@ -41,8 +41,18 @@ EPOCHS_SCALE = 0.2
 NOT_SEEN = "no CUDA device seen on this machine"
 
 
-def job_config(seed: int) -> JobConfig:
-    return JobConfig(threads=1, repeats=2, seed=seed, inference_batch=256, epochs_scale=EPOCHS_SCALE)
+def job_config(seed: int, results_dir: Path) -> JobConfig:
+    """Short: 3 repetitions of at least 20 ms, as a CI-sized run; the timing slots live in results_dir."""
+    return JobConfig(
+        threads=1,
+        repeats=3,
+        seed=seed,
+        inference_batch=256,
+        epochs_scale=EPOCHS_SCALE,
+        min_repeat_seconds=0.02,
+        results=str(results_dir),
+        ceiling_gflops=None,
+    )
 
 
 def diverging(base: Experiment, name: str = DIVERGING) -> Experiment:
@@ -85,7 +95,7 @@ def build_results(
     if backends.REFERENCE not in names:
         raise ValueError(f"names {names} lacks the reference backend {backends.REFERENCE!r}; parity needs it")
     results_dir = Path(results_dir)
-    cfg = job_config(seed)
+    cfg = job_config(seed, results_dir)
     exps = experiments(problems)
     npz = {ds: write_dataset(results_dir, ds, seed) for ds in dict.fromkeys(e.dataset for e in exps)}
     written = []
@@ -121,7 +131,7 @@ def write_side_files(results_dir: Path, names: tuple[str, ...], seed: int, probl
     Devices "auto" on a machine without a GPU: every backend runs on CPU only; with problems the
     NumPy reference was also forced onto a GPU (the failing job).
     """
-    cfg = job_config(seed)
+    cfg = job_config(seed, results_dir)
     config = {
         "experiments": [e.name for e in experiments(problems)],
         "backends": list(names),

@@ -143,7 +143,7 @@ def test_failed_run_outside_the_baselines_fails(work):
     (work / "results" / "runs" / "moons-mlp" / "tensorflow-cpu.json").write_text(json.dumps(new))
     code, out = run_check(work)
     assert code == 1
-    assert "FAILED (not in baselines)" in row(out, "moons-mlp", "tensorflow-cpu")
+    assert "FAILED (not in baselines)" in row(out, "moons-mlp", "tensorflow-cpu", "status")
 
 
 def test_parity_beyond_bound_fails(work):
@@ -156,7 +156,7 @@ def test_parity_beyond_bound_fails(work):
 def _speed_up(factor: float):
     def fn(d):
         t = d["timings"]["train_samples_per_s"]
-        for k in ("median", "p20", "p80"):
+        for k in ("median", "q1", "q3"):
             t[k] *= factor
         t["raw"] = [v * factor for v in t["raw"]]
 

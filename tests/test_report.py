@@ -63,7 +63,7 @@ def test_summary_has_one_row_per_run_with_the_files_values(results, tmp_path):
     assert len(frame) == len(files) == len(config["experiments"]) * len(config["backends"]) + 1  # + the failed run
     for col in (
         "experiment", "dataset", "backend", "framework", "mode", "device", "status", "train_accuracy", "test_f1",
-        "test_mse", "test_r2", "final_loss", "train_samples_per_s_median", "train_samples_per_s_p20",
+        "test_mse", "test_r2", "final_loss", "train_samples_per_s_median", "train_samples_per_s_q1",
         "inference_samples_per_s_median", "compile_seconds", "time_to_target_seconds", "parity_max_rel_loss_deviation",
         "fingerprint", "mlflow_run_id", "train_speedup_vs_slowest",
     ):  # fmt: skip

@@ -26,7 +26,7 @@ def result(tmp_path_factory):
     d = tmp_path_factory.mktemp("ds")
     datasets.build("moons", seed=0).save(d / "moons.npz", d / "moons.json")
     exp = catalogue.load()["moons-logistic"]
-    return run_job(exp, "numpy", "cpu", d / "moons.npz", JobConfig(repeats=1, epochs_scale=0.1))
+    return run_job(exp, "numpy", "cpu", d / "moons.npz", JobConfig(1, 2, 0, 64, 0.1, 0.01, str(d)))
 
 
 def _client(results: Path):

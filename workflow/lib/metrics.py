@@ -46,16 +46,3 @@ def regression(y: np.ndarray, pred: np.ndarray, loss_scale: float = 1.0) -> dict
         "loss": mse / loss_scale**2,
         "n": int(len(y)),
     }
-
-
-def summarize(values: list[float]) -> dict:
-    """Median and 20-80 percentile spread, raw values kept."""
-    a = np.asarray(values, dtype=np.float64)
-    if a.size == 0:
-        return {"median": None, "p20": None, "p80": None, "raw": []}
-    return {
-        "median": float(np.median(a)),
-        "p20": float(np.percentile(a, 20)),
-        "p80": float(np.percentile(a, 80)),
-        "raw": a.tolist(),
-    }

@@ -142,7 +142,7 @@ def slot_dir(results: str | Path) -> Path:
 @contextmanager
 def timed_slot(results: str | Path, lay: Layout, threads: int, wait_s: float = SLOT_WAIT_S):
     """Hold one timing slot (waiting for a free one), pinned to its CPUs; yields the Section,
-    filled in on exit. Untimed work goes back to the untimed CPUs afterwards."""
+    filled in on exit. The process goes back to the CPUs it had before (a job's untimed CPUs)."""
     d = slot_dir(results)
     d.mkdir(parents=True, exist_ok=True)
     t_wait = time.perf_counter()
@@ -161,6 +161,7 @@ def timed_slot(results: str | Path, lay: Layout, threads: int, wait_s: float = S
                 raise TimeoutError(f"no timing slot free in {wait_s:.0f} s; is another benchmark holding {d}?")
             time.sleep(0.05)
     sec = Section(cpus=cpus, threads=threads, waited_s=time.perf_counter() - t_wait)
+    before = tuple(os.sched_getaffinity(0))  # the untimed CPUs in a job (prepare_process); all of them elsewhere
     try:
         pin(cpus)
         sec.loadavg_before = os.getloadavg()[0]
@@ -172,7 +173,7 @@ def timed_slot(results: str | Path, lay: Layout, threads: int, wait_s: float = S
         sec.loadavg_after = os.getloadavg()[0]
         sec.flags = judge(sec)
     finally:
-        pin(lay.untimed)
+        pin(before)
         lock.release()
 
 

@@ -99,14 +99,14 @@ def main(argv: list[str] | None = None) -> int:
             errors[lib] = "not installed"
             continue
         cmd = [sys.executable, "-m", "workflow.scripts.calibrate", "--one", lib]
-        proc = subprocess.run(cmd + ["--threads", str(args.threads), "--results", args.results], capture_output=True, text=True)
+        proc = subprocess.run(
+            cmd + ["--threads", str(args.threads), "--results", args.results], capture_output=True, text=True
+        )
         if proc.returncode != 0:
             errors[lib] = (proc.stderr.strip().splitlines() or ["failed"])[-1]
             continue
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    best = max(
-        ((s["median"], r["library"], s["size"]) for r in rows for s in r["sizes"] if s["median"]), default=None
-    )
+    best = max(((s["median"], r["library"], s["size"]) for r in rows for s in r["sizes"] if s["median"]), default=None)
     if best is None:
         print(f"error: no library could be measured: {errors}", file=sys.stderr)
         return 1

@@ -1,11 +1,13 @@
-"""Steady-state training throughput per backend and mode, printed as a table.
+"""Steady-state training throughput per backend and mode, under the pipeline's timing rules.
 
-    python -m workflow.scripts.microbench [--repeats 5] [--threads 1] [--backends torch jax ...]
+    python -m workflow.scripts.microbench [--repeats 5] [--threads 1 2] [--backends torch jax ...]
 
 Cases: moons-mlp (2-4-2-1 tanh, Adam, batch 32) and mnist10k-mlp (784-128-64-10 relu, SGD, batch 100),
-as in the catalogue. Each backend is measured in its own subprocess (fair thread settings, no
-framework sharing a process with another); samples/s = samples of the epochs after the first divided
-by their seconds, median and 20-80 percentile of `repeats` trainings, all measured in this one run.
+as in the catalogue. First the machine ceiling (workflow.scripts.calibrate) for each thread count;
+then each backend in its own process, measured exactly as a pipeline job measures it
+(workflow.lib.measure: a timing slot, time-boxed repetitions, CPU/wall, foreign load). Prints
+samples/s (median and quartiles), CPU/wall, GFLOP/s, percent of the ceiling, compile seconds,
+the variant that ran, any flag, and each backend's ratio to the fastest.
 """
 
 from __future__ import annotations
@@ -14,28 +16,35 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
-CASES = {"moons-mlp": 20, "mnist10k-mlp": 3}  # experiment -> epochs per timed training
+CASES = ("moons-mlp", "mnist10k-mlp")
+MIN_REPEAT_SECONDS = 0.5
 
 
-def measure(backend_name: str, experiment: str, epochs: int, repeats: int, threads: int) -> dict:
+def measure_one(backend_name: str, experiment: str, repeats: int, threads: int, ceiling: float, results: str) -> dict:
+    from workflow.lib import timing
+
+    timing.prepare_process(threads)
     import backends
     import datasets
-    from backends.spec import init_params, make_schedule
+    from backends.spec import init_params
     from workflow.lib import catalogue
-    from workflow.lib.metrics import summarize
-    from workflow.lib.runner import prepare, steady_throughput
+    from workflow.lib.measure import TimingConfig, measure
+    from workflow.lib.runner import prepare
 
     exp = catalogue.load()[experiment]
     prep = prepare(datasets.build(exp.dataset), exp)
     spec = exp.spec(prep.X_train.shape[1], prep.n_outputs)
-    spec = type(spec).from_dict({**spec.to_dict(), "epochs": epochs})
     be = backends.get_backend(backend_name, threads=threads)
-    p0, sched = init_params(spec, 0), make_schedule(spec, len(prep.X_train), 1)
+    cfg = TimingConfig(threads, repeats, MIN_REPEAT_SECONDS, 1024, results)
     Y = prep.Y_train.astype(spec.dtype)
-    first = be.train(spec, prep.X_train, Y, p0, sched)  # compiles
-    rates = [steady_throughput(sched, be.train(spec, prep.X_train, Y, p0, sched).epoch_seconds) for _ in range(repeats)]
-    return {"compile_seconds": float(first.compile_seconds), **summarize(rates)}
+    return measure(be, spec, prep.X_train, Y, init_params(spec, 0), 1, "cpu", cfg, ceiling)
+
+
+def _k(v: float) -> str:
+    return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.0f}k"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,47 +54,49 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--backends", nargs="*", default=None, help="default: every available backend")
     ap.add_argument("--cases", nargs="*", default=list(CASES))
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--one", nargs=2, metavar=("BACKEND", "CASE"), help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, nargs="*", default=[1, 2])
+    ap.add_argument("--one", nargs=4, metavar=("BACKEND", "CASE", "CEILING", "RESULTS"), help=argparse.SUPPRESS)
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
     if args.one:
-        print(json.dumps(measure(args.one[0], args.one[1], CASES[args.one[1]], args.repeats, args.threads)))
+        name, case, ceiling, results = args.one
+        print(json.dumps(measure_one(name, case, args.repeats, args.threads[0], float(ceiling), results)))
         return
     names = args.backends or backends.available()
     rows = []
-    print(f"{'case':14} {'backend':18} {'samples/s median':>17} {'p20':>12} {'p80':>12} {'compile s':>10}")
-    for case in args.cases:
-        for name in names:
-            cmd = [
-                sys.executable,
-                "-m",
-                "workflow.scripts.microbench",
-                "--one",
-                name,
-                case,
-                "--repeats",
-                str(args.repeats),
-                "--threads",
-                str(args.threads),
-            ]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                print(f"{case:14} {name:18} failed: {proc.stderr.strip().splitlines()[-1:]}")
-                continue
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
-            rows.append({"case": case, "backend": name, **r})
-            print(
-                f"{case:14} {name:18} {r['median']:17,.0f} {r['p20']:12,.0f} {r['p80']:12,.0f} "
-                f"{r['compile_seconds']:10.2f}",
-                flush=True,
-            )
-        fastest = max((r["median"] for r in rows if r["case"] == case), default=None)
-        for r in (r for r in rows if r["case"] == case):
-            print(f"  {case}: {r['backend']:18} {r['median'] / fastest:6.2f} x the fastest")
+    with tempfile.TemporaryDirectory() as results:
+        for threads in args.threads:
+            machine = Path(results) / f"machine-{threads}.json"
+            cal = [sys.executable, "-m", "workflow.scripts.calibrate", "--threads", str(threads)]
+            subprocess.run(cal + ["--results", results, "--out", str(machine)], check=True, capture_output=True)
+            ceiling = json.loads(machine.read_text())["ceiling_gflops"]
+            print(f"\nthreads {threads}: machine ceiling {ceiling:.1f} GFLOP/s")
+            head = f"{'case':13} {'backend':17} {'samples/s':>9} {'q1-q3':>15} {'CPU/wall':>8} {'GFLOP/s':>8}"
+            print(f"{head} {'%ceil':>6} {'compile s':>9}  variant / flags")
+            for case in args.cases:
+                for name in names:
+                    cmd = [sys.executable, "-m", "workflow.scripts.microbench", "--one", name, case, str(ceiling)]
+                    cmd += [results, "--repeats", str(args.repeats), "--threads", str(threads)]
+                    proc = subprocess.run(cmd, capture_output=True, text=True)
+                    if proc.returncode != 0:
+                        print(f"{case:13} {name:17} failed: {proc.stderr.strip().splitlines()[-1:]}")
+                        continue
+                    t = json.loads(proc.stdout.strip().splitlines()[-1])
+                    tr = t["train_samples_per_s"]
+                    rows.append({"case": case, "backend": name, "threads": threads, **t})
+                    print(
+                        f"{case:13} {name:17} {_k(tr['median']):>9} {_k(tr['q1']) + '-' + _k(tr['q3']):>15} "
+                        f"{t['section']['cpu_per_wall']:8.2f} {t['train_gflops']:8.2f} {t['percent_of_ceiling']:6.1f} "
+                        f"{t['compile_seconds']:9.2f}  {t['variant']} {'; '.join(t['flags'])}",
+                        flush=True,
+                    )
+                done = [r for r in rows if r["case"] == case and r["threads"] == threads]
+                fastest = max((r["train_samples_per_s"]["median"] for r in done), default=None)
+                for r in done:
+                    ratio = r["train_samples_per_s"]["median"] / fastest
+                    print(f"  {case} threads {threads}: {r['backend']:17} {ratio:6.2f} x the fastest")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        Path(args.json).write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":
