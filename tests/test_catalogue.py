@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 import datasets
+from tests.paths import ROOT
 from workflow.lib import catalogue as cat
 
-ROOT = Path(__file__).resolve().parents[1]
 # REFERENCE.md's experiment table, one name per row (mnist10k-mlp stands in for mnist-mlp).
 DOCUMENT_ROWS = [
     "linear-logistic", "moons-logistic", "circles-logistic", "moons-mlp", "circles-mlp", "sine-mlp",

@@ -18,8 +18,8 @@ from reports import html as H
 from reports import plots as P
 from reports.results import ResultsError, load_runs, speedup_vs_slowest
 from tests.helpers_results import DIVERGING, FAILING, NOT_SEEN, shared_tree
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
