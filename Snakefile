@@ -1,7 +1,7 @@
 # fwbench: every dataset and experiment of the tutorial documents, trained through the
 # PyTorch, TensorFlow and JAX adapters, logged to MLflow, compared in one report.
 #   snakemake --cores all --workflow-profile workflow/profiles/default
-# Layout and contracts: README.md and ../shared/DESIGN.md.
+# Layout and contracts: README.md and docs/design.md.
 import sys
 from pathlib import Path
 

@@ -1,11 +1,6 @@
 import os
-import sys
-from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# The repo root is the import root: pyproject.toml's `pythonpath` puts it on sys.path (tests.paths.ROOT).
 # A fair, quiet test machine: frameworks see the same thread count and say little.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if os.environ.get("FWBENCH_GPU") != "1":  # the CPU route: JAX need not look for accelerators
@@ -15,8 +10,3 @@ if os.environ.get("FWBENCH_GPU") != "1":  # the CPU route: JAX need not look for
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end tests (CI always runs them; skip with -m 'not slow')")
     config.addinivalue_line("markers", "gpu: needs a CUDA device; skipped with a message where none is seen")
-
-
-@pytest.fixture(scope="session")
-def repo_root() -> Path:
-    return ROOT

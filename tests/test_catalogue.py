@@ -1,4 +1,4 @@
-"""The experiment catalogue: every REFERENCE.md experiment, runnable by name; bad entries rejected."""
+"""The experiment catalogue: every experiment of docs/documents.md, runnable by name; bad entries rejected."""
 
 from pathlib import Path
 
@@ -6,10 +6,10 @@ import pytest
 import yaml
 
 import datasets
+from tests.paths import ROOT
 from workflow.lib import catalogue as cat
 
-ROOT = Path(__file__).resolve().parents[1]
-# REFERENCE.md's experiment table, one name per row (mnist10k-mlp stands in for mnist-mlp).
+# docs/documents.md's experiments table, one name per row (mnist10k-mlp stands in for mnist-mlp).
 DOCUMENT_ROWS = [
     "linear-logistic", "moons-logistic", "circles-logistic", "moons-mlp", "circles-mlp", "sine-mlp",
     "spiral-softmax", "spiral-mlp", "blobs4-softmax", "blobs2-softmax", "hotels-linear-linear",

@@ -16,8 +16,7 @@ import pytest
 from reports import baselines as B
 from reports import check as C
 from tests.helpers_results import build_results, shared_tree, without_problems
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import ROOT
 
 
 @pytest.fixture(scope="session")

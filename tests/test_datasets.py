@@ -168,7 +168,7 @@ def test_hotel_rows_equal_the_printed_tables():
 
 
 def test_hotels_linear_least_squares_matches_the_book():
-    """REFERENCE.md: OLS on the chapter-1 rows gives train MSE 16.37, test MSE 144.47."""
+    """docs/documents.md: OLS on the chapter-1 rows gives train MSE 16.37, test MSE 144.47."""
     ds = _default("hotels-linear")
     A = np.c_[ds.X_train.astype(np.float64), np.ones(len(ds.X_train))]
     w = np.linalg.lstsq(A, ds.y_train.astype(np.float64), rcond=None)[0]

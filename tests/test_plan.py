@@ -1,13 +1,10 @@
 """From config to jobs: selection, the MNIST switch, and messages that name the problem and the fix."""
 
-from pathlib import Path
-
 import pytest
 import yaml
 
+from tests.paths import ROOT
 from workflow.lib.plan import PlanError, plan_from_config
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def config(**over) -> dict:

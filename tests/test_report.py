@@ -3,7 +3,6 @@ runner on real backends (tests/helpers_results.py); the page is opened in real h
 
 from __future__ import annotations
 
-import html
 import json
 import re
 import shutil
@@ -13,13 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from markupsafe import escape
 
 from reports import html as H
 from reports import plots as P
 from reports.results import ResultsError, load_runs, speedup_vs_slowest
 from tests.helpers_results import DIVERGING, FAILING, NOT_SEEN, shared_tree
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -172,20 +172,22 @@ def test_page_content(results, page):
     assert reached, "no run reached its target: the report's reached branch went unchecked"
     assert all(f"{H.fmt(t['seconds'], '.3g')} s ({t['epochs']} epochs)" in page for t in reached)
     # failed and diverged runs are shown with their messages, escaped
-    assert "sees no &#x27;gpu&#x27; device" in page
+    assert str(escape("sees no 'gpu' device")) in page
     diverged = read_run(results, DIVERGING, "numpy-cpu")
-    assert diverged["status"] == "diverged" and html.escape(diverged["message"]) in page
+    assert diverged["status"] == "diverged" and str(escape(diverged["message"])) in page
     first_bad = diverged["loss_history"].index(None) + 1  # 1-based, as on the loss curves' epoch axis
     assert f"at epoch {first_bad};" in diverged["message"]
     # what devices.json withheld
     assert NOT_SEEN in page
     # the resolved config is embedded
-    assert "Resolved pipeline config" in page and "&quot;experiments&quot;" in page
+    assert "Resolved pipeline config" in page and str(escape('"experiments"')) in page
     # self-contained: every image is a data URI, nothing points outside the page
     srcs = re.findall(r'<img[^>]+src="([^"]+)"', page)
     assert len(srcs) >= 12 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert not re.search(r'(src|href)="(?!#|data:)', page)
     assert "url(" not in page and "<script" not in page and "<link" not in page
+    # colours come from report.css classes, never inline styles
+    assert "style=" not in page
 
 
 def test_reconstructed_labels_are_marked(results, page):
@@ -277,3 +279,15 @@ def test_report_opens_cleanly_in_headless_chromium(results, tmp_path):
     assert nav_targets and all(nav_targets)
     assert title == "fwbench report"
     assert shot.read_bytes().startswith(PNG) and shot.stat().st_size > 50_000
+
+
+def test_every_class_on_the_page_is_styled_by_report_css(page):
+    used = {c for attr in re.findall(r'class="([^"]+)"', page) for c in attr.split()}
+    assert {"group", "within", "outside", "fast", "fp", "dev0"} <= used
+    unstyled = sorted(c for c in used if not re.search(rf"\.{re.escape(c)}\b", H.CSS))
+    assert unstyled == [], f"classes used by the templates but not defined in reports/report.css: {unstyled}"
+    levels = [H.deviation_class(d) for d in (0.0, 1e-9, 1e-7, 1e-5, 1e-3, 0.1, 1.0, 1e6)]
+    assert levels[0] == levels[1] == levels[2] == "dev0" and levels[-2:] == ["dev7", "dev7"]
+    assert [int(x[3:]) for x in levels] == sorted(int(x[3:]) for x in levels)
+    assert H.deviation_class(float("nan")) == H.deviation_class(None) == "devbad"
+    assert re.search(r"\.devbad\b", H.CSS) and all(re.search(rf"\.dev{i}\b", H.CSS) for i in range(8))

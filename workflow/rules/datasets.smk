@@ -1,4 +1,4 @@
-# Every dataset of REFERENCE.md, written as DESIGN.md's dataset file plus a plot.
+# Every dataset of docs/documents.md, written as docs/design.md's dataset file plus a plot.
 
 
 rule dataset:

@@ -1,0 +1,322 @@
+"""The report's tables as plain data: one dict per row, numbers as numbers (None where absent), no markup.
+
+reports/html.py renders them through reports/templates/; each function here is one table of the page.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from reports.results import (
+    CLASSIFICATION_METRICS,
+    REGRESSION_METRICS,
+    SPLITS,
+    fingerprint,
+    labels_in_order,
+    metric,
+    num,
+    reference_name,
+    run_label,
+    sort_key,
+    speedup_vs_slowest,
+    timing,
+)
+
+ENV_FIELDS = ("device", "device_name", "cpu", "cores", "threads", "precision", "versions", "os", "python")
+LOWER_IS_BETTER = ("mse", "mae", "loss")
+
+
+def by_experiment(runs: list[dict]) -> dict[str, list[dict]]:
+    """Runs grouped by experiment, experiments by name, runs in report order (reference first)."""
+    out: dict[str, list[dict]] = {}
+    for r in sorted(runs, key=sort_key):
+        out.setdefault(r["experiment"], []).append(r)
+    return out
+
+
+def spec_text(spec: dict) -> tuple[str, str]:
+    """Model and optimizer of a spec, one line each: 'mlp 2-4-2-1 tanh → sigmoid', 'adam lr 0.001, eps 1e-07'."""
+    if not spec:
+        return "—", "—"
+    layers = "-".join(str(v) for v in [spec.get("n_inputs"), *(spec.get("hidden") or []), spec.get("n_outputs")])
+    act = f" {spec.get('activation')}" if spec.get("hidden") else ""
+    model = f"{spec.get('kind')} {layers}{act} → {spec.get('head')}"
+    o = spec.get("optimizer") or {}
+    opt = f"{o.get('name')} lr {o.get('learning_rate')}"
+    if o.get("name") == "adam":
+        opt += f", eps {o.get('eps')}"
+    elif o.get("momentum"):
+        opt += f", momentum {o.get('momentum')}"
+    return model, opt
+
+
+def status_counts(runs: list[dict]) -> dict[str, int]:
+    """How many experiments, runs, runs per status and environment fingerprints the results hold."""
+    counts = {s: sum(r["status"] == s for r in runs) for s in ("ok", "diverged", "failed")}
+    return {
+        "experiments": len({r["experiment"] for r in runs}),
+        "runs": len(runs),
+        **counts,
+        "fingerprints": len({fingerprint(r) for r in runs}),
+    }
+
+
+def experiments_table(runs: list[dict]) -> list[dict]:
+    """What was run: one row per experiment, with its spec and the label and status of each of its runs."""
+    rows = []
+    for exp, rs in by_experiment(runs).items():
+        r0 = next((r for r in rs if r.get("spec")), rs[0])
+        spec = r0.get("spec") or {}
+        model, optimizer = spec_text(spec)
+        rows.append(
+            {
+                "experiment": exp,
+                "stands_in_for": r0.get("stands_in_for"),
+                "dataset": r0["dataset"],
+                "task": r0["task"],
+                "reconstructed": any(r.get("reconstructed_labels") for r in rs),
+                "model": model,
+                "optimizer": optimizer,
+                "epochs": spec.get("epochs"),
+                "batch_size": spec.get("batch_size"),  # None: full batch
+                "dtype": spec.get("dtype"),
+                "seed": r0.get("seed"),
+                "runs": [{"label": run_label(r), "status": r["status"]} for r in rs],
+            }
+        )
+    return rows
+
+
+def environment_table(runs: list[dict]) -> list[dict]:
+    """One row per environment fingerprint, in the order the runs first show it."""
+    envs: dict[str, list[dict]] = {}
+    for r in runs:
+        envs.setdefault(fingerprint(r) or "none", []).append(r)
+    rows = []
+    for fp, rs in envs.items():
+        env = rs[0].get("environment") or {}
+        precision = env.get("precision") or {}
+        rows.append(
+            {
+                "fingerprint": fp,
+                "runs": sorted({run_label(r) for r in rs}),
+                "n_runs": len(rs),
+                "device": env.get("device_name") or rs[0]["device"],
+                "cpu": env.get("cpu"),
+                "cores": env.get("cores"),
+                "threads": env.get("threads", rs[0].get("threads")),
+                "dtype": precision.get("dtype"),
+                "tf32": bool(precision.get("tf32")),
+                "versions": dict(sorted((env.get("versions") or {}).items())),
+                "os": env.get("os"),
+                "python": env.get("python"),
+                "git_commit": (env.get("git_commit") or "")[:12] or None,
+            }
+        )
+    return rows
+
+
+def environment_differences(runs: list[dict]) -> list[str]:
+    """The fingerprint fields in which the runs differ."""
+
+    def field(run: dict, name: str) -> Any:
+        return run["device"] if name == "device" else (run.get("environment") or {}).get(name)
+
+    return [f for f in ENV_FIELDS if len({json.dumps(field(r, f), sort_keys=True) for r in runs}) > 1]
+
+
+def _figure_key(rep: dict) -> tuple:
+    return (rep.get("metric"), rep.get("split"), num(rep.get("value")), rep.get("source"))
+
+
+def _measured(run: dict, key: tuple) -> dict | None:
+    """A run's measurement of one reported figure: status, measured, difference, within (None: not judged)."""
+    if run["status"] != "ok":
+        return {"status": run["status"], "measured": None, "difference": None, "within": None}
+    rep = next((p for p in run.get("reported") or [] if _figure_key(p) == key), None)
+    if rep is None:
+        return None
+    return {
+        "status": "ok",
+        "measured": num(rep.get("measured")),
+        "difference": num(rep.get("difference")),
+        "within": rep.get("within_tolerance"),
+    }
+
+
+def documents_table(runs: list[dict]) -> tuple[list[dict], list[str]]:
+    """Every figure the documents report, one row each, beside every run's measurement of it.
+
+    Returns the rows and the run labels (the measured columns, in report order, every experiment's);
+    row["measured"][label] is None where that run does not exist or does not measure the figure.
+    """
+    rows, labels = [], []
+    for exp, rs in by_experiment(runs).items():
+        figures: dict[tuple, dict] = {}
+        for r in rs:
+            for rep in r.get("reported") or []:
+                figures.setdefault(_figure_key(rep), rep)
+        reconstructed = any(r.get("reconstructed_labels") for r in rs)
+        exp_labels = labels_in_order(rs)
+        for key, rep in figures.items():
+            labels.extend(x for x in exp_labels if x not in labels)
+            rows.append(
+                {
+                    "experiment": exp,
+                    "reconstructed": reconstructed,
+                    "metric": rep.get("metric"),
+                    "split": rep.get("split"),
+                    "source": rep.get("source"),
+                    "reported": num(rep.get("value")),
+                    "tolerance": num(rep.get("tolerance")),
+                    "note": rep.get("note") or "",
+                    "measured": {
+                        label: _measured(next(r for r in rs if run_label(r) == label), key) for label in exp_labels
+                    },
+                }
+            )
+    for row in rows:
+        row["measured"] = {label: row["measured"].get(label) for label in labels}
+    return rows, labels
+
+
+def quality_tables(runs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Final metrics per run: (classification rows, regression rows); row[split][metric] is a float or None."""
+    classification, regression = [], []
+    for r in sorted(runs, key=sort_key):
+        names = REGRESSION_METRICS if r["task"] == "regression" else CLASSIFICATION_METRICS
+        losses = r.get("loss_history") or []
+        row = {
+            "experiment": r["experiment"],
+            "backend": r["backend"],
+            "mode": r.get("mode"),
+            "device": r["device"],
+            "status": r["status"],
+            **{split: {m: metric(r, split, m) for m in names} for split in SPLITS},
+            "final_loss": num(losses[-1]) if losses else None,
+        }
+        (regression if r["task"] == "regression" else classification).append(row)
+    return classification, regression
+
+
+def _rate(run: dict, kind: str, speedup: float | None) -> dict:
+    key = f"{kind}_samples_per_s"
+    return {
+        "median": num(timing(run, key, "median")),
+        "p20": num(timing(run, key, "p20")),
+        "p80": num(timing(run, key, "p80")),
+        "speedup": speedup,
+    }
+
+
+def time_to_target(run: dict) -> dict | None:
+    """A run's time to target: reached, seconds, epochs, best, and the goal (split, metric, value); None: no target."""
+    t = timing(run, "time_to_target")
+    if not isinstance(t, dict):
+        return None
+    return {
+        "reached": bool(t.get("reached")),
+        "seconds": num(t.get("seconds")),
+        "epochs": t.get("epochs"),
+        "best": num(t.get("best")),
+        "split": t.get("split"),
+        "metric": t.get("metric"),
+        "goal": num(t.get("target", t.get("value"))),
+        "lower_is_better": t.get("metric") in LOWER_IS_BETTER,
+    }
+
+
+def throughput_table(runs: list[dict]) -> list[dict]:
+    """Throughput, compile time, time to target and memory of every finished run; speed-up vs the slowest."""
+    rows = []
+    for exp, rs in by_experiment(runs).items():
+        speed = {k: speedup_vs_slowest(rs, k) for k in ("train", "inference")}
+        for r in rs:
+            if r["status"] != "ok":
+                continue
+            label = run_label(r)
+            rows.append(
+                {
+                    "experiment": exp,
+                    "backend": r["backend"],
+                    "device": r["device"],
+                    "fingerprint": fingerprint(r),
+                    "train": _rate(r, "train", speed["train"].get(label)),
+                    "inference": _rate(r, "inference", speed["inference"].get(label)),
+                    "compile_seconds": num(timing(r, "compile_seconds")),
+                    "first_epoch_seconds": num(timing(r, "first_epoch_seconds")),
+                    "time_to_target": time_to_target(r),
+                    "peak_rss_mb": num((r.get("memory") or {}).get("peak_rss_mb")),
+                }
+            )
+    return rows
+
+
+def parity_table(runs: list[dict]) -> list[dict]:
+    """Each run's loss-curve deviation from the reference.
+
+    kind: 'status' (the run did not finish), 'reference', 'missing' (note says why) or 'measured'
+    (deviation: max relative deviation, final_metric_difference: metric -> difference).
+    """
+    reference = reference_name(runs)
+    rows = []
+    for r in sorted(runs, key=sort_key):
+        p = r.get("parity")
+        row = {
+            "experiment": r["experiment"],
+            "backend": r["backend"],
+            "mode": r.get("mode"),
+            "device": r["device"],
+            "dtype": (r.get("spec") or {}).get("dtype"),
+            "status": r["status"],
+            "kind": "measured",
+            "deviation": None,
+            "note": None,
+            "final_metric_difference": {},
+        }
+        if r["status"] != "ok":
+            row["kind"] = "status"
+        elif r["backend"] == reference:
+            row["kind"] = "reference"
+        elif not isinstance(p, dict) or p.get("max_rel_loss_deviation") is None:
+            row.update(kind="missing", note=(p or {}).get("note") or "not computed")
+        else:
+            fmd = p.get("final_metric_difference") or {}
+            row.update(deviation=num(p.get("max_rel_loss_deviation")), final_metric_difference=dict(fmd))
+        rows.append(row)
+    return rows
+
+
+def problems_table(runs: list[dict]) -> list[dict]:
+    """The failed and diverged runs with their messages and files."""
+    return [
+        {
+            "experiment": r["experiment"],
+            "backend": r["backend"],
+            "device": r["device"],
+            "status": r["status"],
+            "message": r.get("message") or "(no message)",
+            "file": r.get("_path"),
+        }
+        for r in runs
+        if r["status"] != "ok"
+    ]
+
+
+def not_scheduled_table(devices: dict[str, dict]) -> list[dict]:
+    """The backends the pipeline withheld from a device the config asked for, and why (devices.json)."""
+    rows = []
+    for backend, entry in devices.items():
+        if not entry.get("reason"):
+            continue  # nothing withheld: every device the config asked for was scheduled
+        scheduled = list(entry.get("devices") or [])
+        rows.append(
+            {
+                "backend": backend,
+                "scheduled_on": scheduled,
+                "not_scheduled": [d for d in ("cpu", "gpu") if d not in scheduled],
+                "reason": entry["reason"],
+            }
+        )
+    return rows

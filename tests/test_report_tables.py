@@ -1,0 +1,163 @@
+"""The report's tables as plain rows (reports/tables.py), on a results tree written by the pipeline's own
+runner on real backends (tests/helpers_results.py): every figure in a row is the run file's own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reports import tables as T
+from reports.results import load_devices, load_runs, run_label
+from tests.helpers_results import DIVERGING, EXPERIMENTS, FAILING, NAMES, NOT_SEEN, shared_tree
+
+
+@pytest.fixture(scope="session")
+def results(tmp_path_factory) -> Path:
+    return shared_tree(tmp_path_factory, seed=0)
+
+
+@pytest.fixture(scope="session")
+def runs(results) -> list[dict]:
+    return load_runs(results)
+
+
+def by_key(runs: list[dict]) -> dict[tuple[str, str], dict]:
+    return {(r["experiment"], run_label(r)): r for r in runs}
+
+
+def no_markup(rows) -> None:
+    text = json.dumps(rows, default=str)
+    assert "<" not in text and "class=" not in text, "table rows must be plain data, not HTML"
+
+
+def test_experiments_table_has_one_row_per_experiment_with_its_runs(runs):
+    rows = T.experiments_table(runs)
+    no_markup(rows)
+    assert [r["experiment"] for r in rows] == sorted({*EXPERIMENTS, DIVERGING})
+    moons = next(r for r in rows if r["experiment"] == "moons-mlp")
+    assert moons["model"] == "mlp 2-4-2-1 tanh → sigmoid"
+    assert moons["optimizer"] == "adam lr 0.001, eps 1e-07"
+    assert moons["runs"][0] == {"label": "numpy-cpu", "status": "ok"}  # the reference first
+    assert {"label": f"{FAILING[1]}-{FAILING[2]}", "status": "failed"} in moons["runs"]
+    hotels = next(r for r in rows if r["experiment"] == "hotels-mlp")
+    assert hotels["batch_size"] is None and hotels["optimizer"] == "sgd lr 0.08" and hotels["task"] == "regression"
+    assert not any(r["reconstructed"] or r["stands_in_for"] for r in rows)
+    assert T.spec_text({}) == ("—", "—")
+    sgd = {"kind": "linear", "n_inputs": 1, "n_outputs": 1, "head": "linear", "optimizer": {"name": "sgd"}}
+    assert T.spec_text({**sgd, "optimizer": {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9}}) == (
+        "linear 1-1 → linear",
+        "sgd lr 0.1, momentum 0.9",
+    )
+
+
+def test_status_counts_match_the_files(results, runs):
+    statuses = [json.loads(p.read_text())["status"] for p in (results / "runs").glob("*/*.json")]
+    n = T.status_counts(runs)
+    assert n["runs"] == len(statuses) and n["experiments"] == len(EXPERIMENTS) + 1
+    assert (n["ok"], n["diverged"], n["failed"]) == tuple(statuses.count(s) for s in ("ok", "diverged", "failed"))
+    assert n["diverged"] == len(NAMES) and n["failed"] == 1 and n["fingerprints"] == 2
+
+
+def test_environment_table_has_one_row_per_fingerprint(runs):
+    rows = T.environment_table(runs)
+    no_markup(rows)
+    assert len(rows) == 2 and sum(r["n_runs"] for r in rows) == len(runs)
+    gpu = next(r for r in rows if r["runs"] == [f"{FAILING[1]}-{FAILING[2]}"])
+    cpu = next(r for r in rows if r is not gpu)
+    env = next(r for r in runs if r["device"] == "cpu")["environment"]
+    assert cpu["fingerprint"] == env["fingerprint"] and cpu["threads"] == 1 and cpu["dtype"] == "float32"
+    assert cpu["versions"] == dict(sorted(env["versions"].items())) and not cpu["tf32"]
+    assert "device" in T.environment_differences(runs)
+    assert T.environment_differences([r for r in runs if r["device"] == "cpu"]) == []
+
+
+def test_documents_table_puts_each_runs_measurement_beside_the_figure(runs):
+    rows, labels = T.documents_table(runs)
+    no_markup(rows)
+    assert labels[0] == "numpy-cpu" and set(labels) == {*(f"{n}-cpu" for n in NAMES), "numpy-gpu"}
+    files = by_key(runs)
+    seen = 0
+    for row in rows:
+        assert list(row["measured"]) == labels
+        for label, got in row["measured"].items():
+            run = files.get((row["experiment"], label))
+            if run is None:
+                assert got is None
+                continue
+            if run["status"] != "ok":
+                assert got["status"] == run["status"] and got["measured"] is None
+                continue
+            fig = next(f for f in run["reported"] if (f["metric"], f["split"]) == (row["metric"], row["split"]))
+            assert (got["measured"], got["within"]) == (fig["measured"], fig["within_tolerance"])
+            assert row["reported"] == fig["value"] and row["source"] == fig["source"]
+            seen += 1
+    assert seen >= len(EXPERIMENTS) * len(NAMES)
+    assert {r["experiment"] for r in rows} == {*EXPERIMENTS, DIVERGING}
+
+
+def test_quality_tables_split_classification_and_regression(runs):
+    classification, regression = T.quality_tables(runs)
+    no_markup([classification, regression])
+    files = by_key(runs)
+    assert {r["experiment"] for r in regression} == {"hotels-mlp", DIVERGING}
+    for row in classification + regression:
+        run = files[(row["experiment"], f"{row['backend']}-{row['device']}")]
+        for split in ("train", "test"):
+            for name, value in row[split].items():
+                assert value == ((run.get("metrics") or {}).get(split) or {}).get(name), (row["experiment"], name)
+        if run["status"] == "ok":
+            assert row["final_loss"] == run["loss_history"][-1]
+    assert set(classification[0]["train"]) == {"accuracy", "precision", "recall", "f1"}
+    assert set(regression[0]["test"]) == {"mse", "mae", "r2"}
+    assert all(v is None for r in regression if r["experiment"] == DIVERGING for v in r["train"].values())
+
+
+def test_throughput_table_covers_finished_runs_with_speedups(runs):
+    rows = T.throughput_table(runs)
+    no_markup(rows)
+    ok = [r for r in runs if r["status"] == "ok"]
+    assert len(rows) == len(ok)
+    for exp in EXPERIMENTS:
+        speeds = [r["train"]["speedup"] for r in rows if r["experiment"] == exp]
+        assert min(speeds) == 1.0 and all(s >= 1.0 for s in speeds)
+    files = by_key(runs)
+    for row in rows:
+        run = files[(row["experiment"], f"{row['backend']}-{row['device']}")]
+        assert row["train"]["median"] == run["timings"]["train_samples_per_s"]["median"]
+        assert row["compile_seconds"] == run["timings"]["compile_seconds"]
+    blobs = next(r for r in rows if r["experiment"] == "blobs4-softmax")["time_to_target"]
+    assert blobs["reached"] is False and blobs["metric"] == "accuracy" and not blobs["lower_is_better"]
+    hotels = next(r for r in rows if r["experiment"] == "hotels-mlp")["time_to_target"]
+    assert hotels["metric"] == "mse" and hotels["lower_is_better"]
+
+
+def test_parity_table_names_each_runs_role(runs):
+    rows = T.parity_table(runs)
+    no_markup(rows)
+    kinds = {(r["experiment"], r["backend"], r["device"]): r["kind"] for r in rows}
+    assert kinds[("moons-mlp", "numpy", "cpu")] == "reference"
+    assert kinds[FAILING] == "status" and kinds[(DIVERGING, "torch", "cpu")] == "status"
+    files = by_key(runs)
+    measured = [r for r in rows if r["kind"] == "measured"]
+    assert len(measured) == len(EXPERIMENTS) * (len(NAMES) - 1)
+    for row in measured:
+        parity = files[(row["experiment"], f"{row['backend']}-{row['device']}")]["parity"]
+        assert row["deviation"] == parity["max_rel_loss_deviation"]
+        assert row["final_metric_difference"] == parity["final_metric_difference"]
+
+
+def test_problems_and_withheld_devices(results, runs):
+    bad = T.problems_table(runs)
+    no_markup(bad)
+    assert {(r["experiment"], r["backend"], r["device"]) for r in bad} == {
+        FAILING,
+        *((DIVERGING, n, "cpu") for n in NAMES),
+    }
+    failed = next(r for r in bad if r["status"] == "failed")
+    assert "sees no 'gpu' device" in failed["message"] and failed["file"].endswith("numpy-gpu.json")
+    withheld = T.not_scheduled_table(load_devices(results))
+    assert {r["backend"] for r in withheld} == set(NAMES) - {FAILING[1]}  # the reference was forced onto a GPU
+    assert all(r["not_scheduled"] == ["gpu"] and r["reason"] == NOT_SEEN for r in withheld)
+    assert T.not_scheduled_table({}) == []
