@@ -133,9 +133,12 @@ def what_was_run(runs: list[dict], results_dir: Path) -> str:
     )
 
 
-def environment(runs: list[dict]) -> str:
+def environment(runs: list[dict], results_dir: Path) -> str:
     return _render(
-        "environment.html.j2", rows=tables.environment_table(runs), differ=tables.environment_differences(runs)
+        "environment.html.j2",
+        rows=tables.environment_table(runs),
+        differ=tables.environment_differences(runs),
+        machine=tables.machine_table(load_optional_json(results_dir / "machine.json")),
     )
 
 
@@ -207,7 +210,7 @@ def render(results_dir: str | Path) -> str:
     devices = load_devices(results_dir)
     sections = [
         what_was_run(runs, results_dir),
-        environment(runs),
+        environment(runs, results_dir),
         documents_vs_measured(runs),
         quality(runs),
         throughput(runs),

@@ -117,6 +117,23 @@ def environment_table(runs: list[dict]) -> list[dict]:
     return rows
 
 
+def machine_table(machine: dict | None) -> dict | None:
+    """The calibration (results/machine.json): the ceiling and each library's SGEMM GFLOP/s by size."""
+    if not machine:
+        return None
+    return {
+        "ceiling": num(machine.get("ceiling_gflops")),
+        "source": machine.get("ceiling_source"),
+        "threads": machine.get("threads"),
+        "cpus": (machine.get("layout") or {}),
+        "rows": [
+            {"library": m["library"], "sizes": {s["size"]: num(s["median"]) for s in m["sizes"]}}
+            for m in machine.get("measurements") or []
+        ],
+        "errors": machine.get("errors") or {},
+    }
+
+
 def environment_differences(runs: list[dict]) -> list[str]:
     """The fingerprint fields in which the runs differ."""
 
@@ -204,8 +221,9 @@ def _rate(run: dict, kind: str, speedup: float | None) -> dict:
     key = f"{kind}_samples_per_s"
     return {
         "median": num(timing(run, key, "median")),
-        "p20": num(timing(run, key, "p20")),
-        "p80": num(timing(run, key, "p80")),
+        "q1": num(timing(run, key, "q1")),
+        "q3": num(timing(run, key, "q3")),
+        "unstable": bool(timing(run, key, "unstable")),
         "speedup": speedup,
     }
 
@@ -246,6 +264,12 @@ def throughput_table(runs: list[dict]) -> list[dict]:
                     "inference": _rate(r, "inference", speed["inference"].get(label)),
                     "compile_seconds": num(timing(r, "compile_seconds")),
                     "first_epoch_seconds": num(timing(r, "first_epoch_seconds")),
+                    "cpu_per_wall": num(timing(r, "section", "cpu_per_wall")),
+                    "gflops": num(timing(r, "train_gflops")),
+                    "percent_of_ceiling": num(timing(r, "percent_of_ceiling")),
+                    "variant": timing(r, "variant"),
+                    "fallback": timing(r, "fallback"),
+                    "flags": list(r.get("flags") or []),
                     "time_to_target": time_to_target(r),
                     "peak_rss_mb": num((r.get("memory") or {}).get("peak_rss_mb")),
                 }

@@ -183,7 +183,29 @@ def test_small_throughput_drift_is_not_flagged(work):
     edit(work, "moons-mlp", "jax-eager-cpu", _speed_up(1.5))  # within the 3x factor
     code, out = run_check(work, "--fail-on-throughput")
     assert code == 0, out
-    assert "FLAGGED" not in out
+    assert not [line for line in out.splitlines() if "speed /" in line and "FLAGGED" in line], out
+
+
+def test_impossible_speed_fails(work):
+    """A figure above the machine ceiling cannot be physically true: the check fails on the figure itself."""
+
+    def faster_than_the_machine(d):
+        d["timings"].update(percent_of_ceiling=150.0, train_gflops=1.5 * 100, machine_ceiling_gflops=100.0)
+
+    edit(work, "moons-mlp", "torch-cpu", faster_than_the_machine)
+    code, out = run_check(work)
+    assert code == 1
+    assert "FAILED: impossible" in row(out, "moons-mlp", "torch-cpu", "impossible")
+
+
+def test_threads_not_honoured_fails(work):
+    def two_cores_busy(d):
+        d["timings"]["section"].update(cpu_per_wall=1.9, threads=1)
+
+    edit(work, "moons-mlp", "jax-eager-cpu", two_cores_busy)
+    code, out = run_check(work)
+    assert code == 1
+    assert "FAILED: threads not honoured" in row(out, "moons-mlp", "jax-eager-cpu", "threads")
 
 
 def test_throughput_with_another_fingerprint_is_not_comparable(work):

@@ -36,6 +36,7 @@ rule report:
         runs=PLAN.run_files(),
         datasets=expand("results/datasets/{dataset}.png", dataset=PLAN.datasets),
         config=rules.config_record.output.config,
+        machine=rules.calibrate.output[0],
         devices=rules.config_record.output.devices,
     output:
         html=report("results/report/index.html", caption="../report/index.rst", category="Report"),

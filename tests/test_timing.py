@@ -1,0 +1,132 @@
+"""The timing rules: CPU layout, timing slots, the proof of threads, foreign load, statistics, and the
+measurement of a real backend (workflow.lib.timing, workflow.lib.measure)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import backends
+from backends.spec import OptimizerSpec, Spec, init_params
+from workflow.lib import timing
+from workflow.lib.flops import train_flops_per_sample
+from workflow.lib.measure import TimingConfig, measure
+
+CPUS = sorted(os.sched_getaffinity(0))
+two_cpus = pytest.mark.skipif(len(CPUS) < 2, reason="needs 2 CPUs to run a section beside another")
+
+
+def test_layout_keeps_one_cpu_for_untimed_work():
+    assert timing.layout(1, [0, 1]) == timing.Layout(slots=((1,),), untimed=(0,))
+    assert timing.layout(1, [0]) == timing.Layout(slots=((0,),), untimed=(0,))
+    eight = timing.layout(2, list(range(8)))
+    assert eight.slots == ((2, 3), (4, 5), (6, 7)) and eight.untimed == (0, 1)
+    assert timing.layout(2, [0, 1]) == timing.Layout(slots=((0, 1),), untimed=(0, 1))
+
+
+def test_summary_flags_a_wide_spread():
+    steady = timing.summarize([100.0, 101.0, 99.0, 100.5, 99.5])
+    assert steady["median"] == 100.0 and not steady["unstable"]
+    assert steady["ci95"][0] <= 100.0 <= steady["ci95"][1] and steady["n"] == 5
+    assert timing.summarize([100.0, 150.0, 60.0, 100.0, 130.0])["unstable"]
+    assert timing.summarize([])["median"] is None
+
+
+def test_mnist_mlp_flop_count():
+    """784-128-64-10 at batch 100 with SGD: ~455k FLOP per training sample (forward 2*in*out per layer,
+    backward 2*in*out for dW and for dX, no dX for the first layer, plus bias/activation/update)."""
+    sgd = OptimizerSpec(name="sgd", learning_rate=0.1)
+    spec = Spec(
+        kind="mlp", n_inputs=784, n_outputs=10, hidden=(128, 64), activation="relu", head="softmax", optimizer=sgd
+    )
+    gemm = 2 * (784 * 128 + 128 * 64 + 64 * 10) * 2 + 2 * (128 * 64 + 64 * 10)
+    flops = train_flops_per_sample(spec, 100)
+    assert gemm < flops < gemm * 1.02
+
+
+def test_one_slot_at_a_time(tmp_path):
+    lay = timing.Layout(slots=((CPUS[-1],),), untimed=tuple(CPUS))
+    with timing.timed_slot(tmp_path, lay, 1):
+        holder = subprocess.run(
+            [sys.executable, "-c", _TRY_SLOT, str(tmp_path), str(CPUS[-1])], capture_output=True, text=True, timeout=60
+        )
+    assert holder.stdout.strip() == "busy", holder.stderr
+    with timing.timed_slot(tmp_path, lay, 1) as sec:
+        assert os.sched_getaffinity(0) == {CPUS[-1]}
+    assert os.sched_getaffinity(0) == set(CPUS)  # back where it was
+    assert sec.waited_s < 5
+
+
+_TRY_SLOT = """
+import sys
+from filelock import FileLock, Timeout
+from workflow.lib import timing
+try:
+    FileLock(str(timing.slot_dir(sys.argv[1]) / "slot-0.lock")).acquire(timeout=0)
+    print("free")
+except Timeout:
+    print("busy")
+"""
+
+
+@two_cpus
+def test_more_threads_than_asked_are_flagged(tmp_path):
+    """A section given two CPUs while it claims one thread, running a two-thread BLAS: flagged."""
+    from threadpoolctl import threadpool_limits
+
+    a = np.random.default_rng(0).standard_normal((768, 768)).astype(np.float32)
+    lay = timing.Layout(slots=(tuple(CPUS[:2]),), untimed=tuple(CPUS))
+    with threadpool_limits(limits=2), timing.timed_slot(tmp_path, lay, threads=1) as sec:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 1.0:
+            a @ a
+    assert sec.cpu_per_wall > 1.15, sec.to_dict()
+    assert any(f.startswith("threads not honoured") for f in sec.flags)
+
+
+@two_cpus
+def test_overlapping_work_is_flagged(tmp_path):
+    """A busy process on the slot's CPU during the section: foreign load, flagged."""
+    cpu = CPUS[-1]
+    busy = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import os,time; os.sched_setaffinity(0,{{{cpu}}}); t=time.time()\nwhile time.time()-t<4: pass",
+        ]
+    )
+    try:
+        time.sleep(0.3)
+        lay = timing.Layout(slots=((cpu,),), untimed=tuple(CPUS))
+        with timing.timed_slot(tmp_path, lay, threads=1) as sec:
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < 1.0:
+                pass
+    finally:
+        busy.kill()
+        busy.wait()
+    assert sec.foreign_share > timing.FOREIGN_LOAD_LIMIT, sec.to_dict()
+    assert any(f.startswith("foreign load") for f in sec.flags)
+
+
+def test_measure_a_real_backend(tmp_path):
+    """The NumPy reference measured as a job measures it: time-boxed repetitions, proof, FLOP rate;
+    with an absurdly low ceiling the figure is marked impossible."""
+    spec = Spec(kind="mlp", n_inputs=2, n_outputs=1, hidden=(4, 2), activation="tanh", head="sigmoid", epochs=50)
+    X = np.random.default_rng(0).standard_normal((256, 2)).astype(np.float32)
+    Y = (X[:, :1] > 0).astype(np.float32)
+    be = backends.get_backend(backends.REFERENCE, threads=1)
+    cfg = TimingConfig(threads=1, repeats=5, min_repeat_seconds=0.02, inference_batch=128, results=str(tmp_path))
+    t = measure(be, spec, X, Y, init_params(spec, 0), 1, "cpu", cfg, ceiling=1e-9)
+    train = t["train_samples_per_s"]
+    assert train["n"] == 5 and train["median"] > 0 and len(train["raw"]) == 5
+    assert t["epochs_per_repeat"] >= 1 and t["compile_seconds"] >= 0
+    assert 0 < t["section"]["cpu_per_wall"] <= 1.15
+    assert t["train_gflops"] == pytest.approx(train["median"] * t["flops_per_train_sample"] / 1e9)
+    assert t["percent_of_ceiling"] > 100 and any(f.startswith("impossible") for f in t["flags"])
+    assert t["variant"] == "numpy"
