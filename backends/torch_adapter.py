@@ -468,6 +468,11 @@ class TorchBackend(Backend):
     ) -> TrainResult:
         self.check_device(device)
         X, Y = check_inputs(spec, X, Y, init_params, schedule)
+        if spec.optimizer.name == "adam" and spec.optimizer.epsilon != "standard":
+            raise BackendError(
+                f"backend {self.name!r} trains Adam with epsilon 'standard' only (torch.optim's placement), not "
+                f"{spec.optimizer.epsilon!r}: use epsilon 'standard', or a backend with 'hat' (numpy, tensorflow, jax)"
+            )
         torch = _setup(self.threads)
         if device == "gpu":
             _no_tf32(torch)
