@@ -13,7 +13,7 @@ from backends.base import Backend, BackendError
 class Entry(NamedTuple):
     module: str  # the adapter module
     cls: str  # its class
-    mode: str  # compiled (fastest idiomatic path) or eager (per-batch loop)
+    mode: str  # compiled (fastest idiomatic path), eager (per-batch loop), or the adapter's own (keras)
     requires: tuple[str, ...]  # framework modules that must be importable
 
 
@@ -25,6 +25,9 @@ REGISTRY: dict[str, Entry] = {
     "tensorflow-eager": Entry("backends.tensorflow_adapter", "TensorFlowBackend", "eager", ("tensorflow",)),
     "jax": Entry("backends.jax_adapter", "JaxBackend", "compiled", ("jax", "flax", "optax")),
     "jax-eager": Entry("backends.jax_adapter", "JaxBackend", "eager", ("jax", "flax", "optax")),
+    "keras-tensorflow": Entry("backends.keras_adapter", "KerasBackend", "keras", ("keras", "tensorflow")),
+    "keras-jax": Entry("backends.keras_adapter", "KerasBackend", "keras", ("keras", "jax", "flax", "optax")),
+    "keras-torch": Entry("backends.keras_adapter", "KerasBackend", "keras", ("keras", "torch")),
 }
 
 REFERENCE = "numpy"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from abc import ABC, abstractmethod
 
@@ -17,11 +18,15 @@ class BackendError(RuntimeError):
 class Backend(ABC):
     """One framework in one mode. Subclasses import their framework lazily, inside methods.
 
-    mode "compiled" is the framework's fastest idiomatic path; "eager" a plain per-batch loop.
+    mode "compiled" is the framework's fastest idiomatic path; "eager" a plain per-batch loop; a
+    subclass may name its own modes (the Keras adapter's "keras": Keras's fit decides the execution).
+    parity_epsilon: the Adam epsilon placement the backend trains whatever the spec says (None: the
+    spec's); the parity checks run the reference with it (parity_spec).
     """
 
     framework: str = ""
     modes: tuple[str, ...] = ("compiled", "eager")
+    parity_epsilon: str | None = None
 
     def __init__(self, name: str, mode: str = "compiled", threads: int | None = None) -> None:
         if mode not in self.modes:
@@ -72,6 +77,14 @@ class Backend(ABC):
                 f"backend {self.name!r} sees no {device!r} device on this machine "
                 f"(it sees {self.devices()}); set devices: [cpu] or auto in the config"
             )
+
+
+def parity_spec(backend: Backend, spec: Spec) -> Spec:
+    """The spec the reference trains for comparison with `backend`'s run of `spec`: the same spec,
+    except Adam's epsilon placement where the backend has a fixed one (the Keras backends: "hat")."""
+    if backend.parity_epsilon is None or spec.optimizer.name != "adam":
+        return spec
+    return dataclasses.replace(spec, optimizer=dataclasses.replace(spec.optimizer, epsilon=backend.parity_epsilon))
 
 
 def set_thread_env(threads: int) -> None:

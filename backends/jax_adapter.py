@@ -161,9 +161,13 @@ def _loss_fn(key: tuple) -> Callable:
 
 
 def _optimizer(o: OptimizerSpec) -> Any:
-    """optax's Adam is the spec's formulation (eps outside sqrt(v_hat), eps_root 0); its SGD
+    """optax's Adam is the spec's formulation (eps outside sqrt(v_hat), eps_root 0; epsilon "hat" as a
+    per-step eps schedule through inject_hyperparams); its SGD
     momentum trace is torch's buf = m * buf + g (nesterov off)."""
-    optax = _fw()["optax"]
+    optax, jnp = _fw()["optax"], _fw()["jnp"]
+    if o.name == "adam" and o.epsilon == "hat":  # Keras' placement = the standard one with eps / sqrt(1-b2^t)
+        eps_t = lambda count: o.eps / jnp.sqrt(1 - o.beta2 ** (count + 1))  # noqa: E731
+        return optax.inject_hyperparams(optax.adam)(o.learning_rate, o.beta1, o.beta2, eps_t, 0.0, nesterov=False)
     if o.name == "adam":
         return optax.adam(o.learning_rate, b1=o.beta1, b2=o.beta2, eps=o.eps, eps_root=0.0, nesterov=False)
     return optax.sgd(o.learning_rate, momentum=o.momentum or None, nesterov=False)

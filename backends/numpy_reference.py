@@ -112,9 +112,11 @@ class Optimizer:
                 b1, b2 = dt.type(o.beta1), dt.type(o.beta2)
                 self.m[i] = b1 * self.m[i] + (1 - b1) * g
                 self.v[i] = b2 * self.v[i] + (1 - b2) * g * g
-                m_hat = self.m[i] / (1 - b1**self.t)
-                v_hat = self.v[i] / (1 - b2**self.t)
-                p -= lr * m_hat / (np.sqrt(v_hat) + dt.type(o.eps))
+                c1, c2 = 1 - b1**self.t, 1 - b2**self.t
+                if o.epsilon == "hat":  # Keras: bias correction folded into the step size
+                    p -= lr * np.sqrt(c2) / c1 * self.m[i] / (np.sqrt(self.v[i]) + dt.type(o.eps))
+                else:
+                    p -= lr * (self.m[i] / c1) / (np.sqrt(self.v[i] / c2) + dt.type(o.eps))
 
 
 class NumpyBackend(Backend):

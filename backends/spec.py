@@ -16,6 +16,7 @@ HEADS = ("linear", "sigmoid", "softmax")
 KINDS = ("linear", "logistic", "softmax", "mlp")
 OPTIMIZERS = ("sgd", "adam")
 DTYPES = ("float32", "float64")
+EPSILON_PLACEMENTS = ("standard", "hat")  # where Adam adds eps (OptimizerSpec)
 
 # The loss each head pairs with. Cross-entropies are computed from logits in every backend.
 HEAD_LOSS = {"linear": "mse", "sigmoid": "bce", "softmax": "cce"}
@@ -25,8 +26,12 @@ HEAD_LOSS = {"linear": "mse", "sigmoid": "bce", "softmax": "cce"}
 class OptimizerSpec:
     """SGD (optionally with momentum) or Adam in the Adam paper's formulation.
 
-    Adam: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; m_hat = m / (1-b1^t);
-    v_hat = v / (1-b2^t); w -= lr * m_hat / (sqrt(v_hat) + eps)   (torch/optax placement).
+    Adam: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; then, by `epsilon`:
+    "standard" (torch/optax placement): m_hat = m / (1-b1^t); v_hat = v / (1-b2^t);
+      w -= lr * m_hat / (sqrt(v_hat) + eps)
+    "hat" (Keras/TF placement, the paper's "epsilon hat"): lr_t = lr * sqrt(1-b2^t) / (1-b1^t);
+      w -= lr_t * m / (sqrt(v) + eps), i.e. eps added to the bias-uncorrected sqrt(v), which is
+      "standard" with eps / sqrt(1-b2^t) in place of eps (a larger effective eps in early steps).
     SGD with momentum (torch placement): buf = momentum * buf + g; w -= lr * buf.
     """
 
@@ -36,10 +41,16 @@ class OptimizerSpec:
     beta2: float = 0.999
     eps: float = 1e-7
     momentum: float = 0.0
+    epsilon: str = "standard"
 
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.name!r}; use one of {OPTIMIZERS}")
+        if self.epsilon not in EPSILON_PLACEMENTS:
+            raise ValueError(
+                f"unknown Adam epsilon placement {self.epsilon!r}; use one of {EPSILON_PLACEMENTS} "
+                "('standard': eps added to sqrt(v_hat), torch/optax; 'hat': eps added to sqrt(v), Keras)"
+            )
 
 
 @dataclass(frozen=True)

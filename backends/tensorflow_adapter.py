@@ -73,6 +73,7 @@ class _Model:
         self.activation, self.loss_name = spec.activation, spec.loss
         o = spec.optimizer
         self.opt = o.name
+        self.hat = o.epsilon == "hat"
         c = self.dt.type
         self.device = _DEVICE_NAMES[device]
         # Constants computed in the spec's dtype as the reference computes them. Traced code embeds
@@ -142,7 +143,7 @@ class _Model:
         return loss
 
     def apply(self, grads: list[Any]) -> None:
-        """SGD (torch momentum) or Adam (eps outside sqrt(v_hat)), in the reference's operation order."""
+        """SGD (torch momentum) or Adam (either epsilon placement), in the reference's operation order."""
         tf, k = self.tf, self.k
         if self.opt == "sgd":
             for i, (p, g) in enumerate(zip(self.params, grads)):
@@ -156,7 +157,10 @@ class _Model:
         for p, m, v, g in zip(self.params, self.m, self.v, grads):
             m_new = m.assign(k.b1 * m + k.one_minus_b1 * g)
             v_new = v.assign(k.b2 * v + k.one_minus_b2 * g * g)
-            p.assign_sub(k.lr * (m_new / c1) / (tf.sqrt(v_new / c2) + k.eps))
+            if self.hat:  # OptimizerSpec epsilon "hat": Keras' placement
+                p.assign_sub(k.lr * tf.sqrt(c2) / c1 * m_new / (tf.sqrt(v_new) + k.eps))
+            else:
+                p.assign_sub(k.lr * (m_new / c1) / (tf.sqrt(v_new / c2) + k.eps))
 
     def _epoch(self, X: Any, Y: Any, idx: Any, last: Any) -> Any:
         """All steps of one epoch in the graph: idx (n_full, B) full batches, last the partial one or None.

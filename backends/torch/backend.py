@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import Backend, check_inputs, check_params, check_x
+from backends.base import Backend, BackendError, check_inputs, check_params, check_x
 from backends.spec import Schedule, Spec, TrainResult
 from backends.torch.compiled_epoch import train_scan
 from backends.torch.cuda_graph import train_cuda_graph
@@ -106,6 +106,11 @@ class TorchBackend(Backend):
     ) -> TrainResult:
         self.check_device(device)
         X, Y = check_inputs(spec, X, Y, init_params, schedule)
+        if spec.optimizer.name == "adam" and spec.optimizer.epsilon != "standard":
+            raise BackendError(
+                f"backend {self.name!r} trains Adam with epsilon 'standard' only (torch.optim's placement), not "
+                f"{spec.optimizer.epsilon!r}: use epsilon 'standard', or a backend with 'hat' (numpy, tensorflow, jax)"
+            )
         torch = _setup(self.threads)
         if device == "gpu":
             _no_tf32(torch)

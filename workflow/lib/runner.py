@@ -18,6 +18,7 @@ import numpy as np
 
 import backends
 import datasets
+from backends.base import parity_spec
 from backends.numpy_reference import activate, forward
 from backends.spec import Spec, init_params, make_schedule
 from datasets.preprocess import Standardizer, targets
@@ -121,8 +122,23 @@ def run_job(
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_device_bytes": _safe(lambda: backend.peak_device_memory(device)),
     }
-    result["parity"] = parity(result, reference) if reference and backend_name != backends.REFERENCE else None
+    if reference and backend_name != backends.REFERENCE:
+        result["parity"] = parity(result, _comparable_reference(reference, backend, spec, prep, seed))
     return result
+
+
+def _comparable_reference(reference: dict, backend, spec: Spec, prep: Prepared, seed: int) -> dict:
+    """The reference job's result, or, for a backend with its own fixed formulation (Keras's Adam:
+    epsilon "hat"), the reference's loss curve for that formulation, trained here in NumPy."""
+    pspec = parity_spec(backend, spec)
+    if pspec == spec or reference.get("status") != "ok":
+        return reference
+    ref = backends.get_backend(backends.REFERENCE, threads=backend.threads)
+    Y = prep.Y_train.astype(spec.dtype)
+    schedule = make_schedule(spec, len(prep.X_train), seed + 1)
+    run = ref.train(pspec, prep.X_train, Y, init_params(spec, seed), schedule)
+    epsilon = pspec.optimizer.epsilon
+    return {**reference, "loss_history": run.loss_history.tolist(), "formulation": f"adam epsilon {epsilon}"}
 
 
 def _skeleton(exp, ds, backend_name, device, spec: Spec, seed, cfg, prep) -> dict:
@@ -303,6 +319,7 @@ def parity(result: dict, reference: dict) -> dict:
     """How far this run's loss curve and final metrics are from the reference's, and the bound
     its float32 numerics allow (see PARITY_FACTOR)."""
     out = {"reference": reference.get("backend"), "max_rel_loss_deviation": None, "final_metric_difference": {}}
+    out["formulation"] = reference.get("formulation", "as the spec")
     out["bound"] = parity_bound(reference.get("float32_error"), result["spec"]["dtype"])
     out["bound_rule"] = (
         f"{PARITY_FACTOR:g} x max(reference float32-vs-float64 deviation, sqrt(steps) x machine epsilon)"
