@@ -25,6 +25,7 @@ REGISTRY: dict[str, Entry] = {
     "tensorflow-eager": Entry("backends.tensorflow_adapter", "TensorFlowBackend", "eager", ("tensorflow",)),
     "jax": Entry("backends.jax_adapter", "JaxBackend", "compiled", ("jax", "flax", "optax")),
     "jax-eager": Entry("backends.jax_adapter", "JaxBackend", "eager", ("jax", "flax", "optax")),
+    "fused": Entry("backends.fused", "FusedBackend", "compiled", ("numba",)),
 }
 
 REFERENCE = "numpy"
