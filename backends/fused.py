@@ -38,8 +38,7 @@ def _view(buf, off, rows, cols):
 
 def _affine(a, w, b, z):
     """z = a @ w + b."""
-    n, k = a.shape
-    m = w.shape[1]
+    (n, k), m = a.shape, w.shape[1]
     if n * k * m >= BLAS_MIN_FMAS:
         np.dot(a, w, z)
     else:
@@ -57,8 +56,7 @@ def _affine(a, w, b, z):
 
 def _grad_w(a, dz, g):
     """g = a.T @ dz."""
-    n, k = a.shape
-    m = dz.shape[1]
+    (n, k), m = a.shape, dz.shape[1]
     if n * k * m >= BLAS_MIN_FMAS:
         np.dot(a.T, dz, g)
         return
@@ -72,8 +70,7 @@ def _grad_w(a, dz, g):
 
 def _back(dz, w, da):
     """da = dz @ w.T."""
-    n, m = dz.shape
-    k = w.shape[0]
+    (n, m), k = dz.shape, w.shape[0]
     if n * k * m >= BLAS_MIN_FMAS:
         np.dot(dz, w.T, da)
         return
@@ -218,8 +215,7 @@ def _epoch(X, Y, order, batch, sizes, woff, boff, zoff, p, g, m1, m2, hyper, sta
     total = 0.0
     for start in range(0, order.shape[0], batch):
         n = min(batch, order.shape[0] - start)
-        x = _view(xb, 0, n, n_in)
-        y = _view(yb, 0, n, n_out)
+        x, y = _view(xb, 0, n, n_in), _view(yb, 0, n, n_out)
         for i in range(n):
             r = order[start + i]
             x[i, :] = X[r, :]
@@ -263,10 +259,15 @@ _JITTED = (
 
 
 def _kernels(threads: int | None):
-    """Import numba, set its thread count, and compile-on-call every kernel (once per process)."""
+    """Import numba, set its and BLAS's thread counts, and make every kernel a numba dispatcher (once)."""
     import numba
+    import scipy.linalg.cython_blas  # noqa: F401  numba's np.dot calls SciPy's BLAS: loaded before it is limited
+    import threadpoolctl
 
     if threads:
+        # BLAS read OPENBLAS_NUM_THREADS when it was loaded, maybe before set_thread_env (scikit-learn imports
+        # SciPy): set it now, process-wide, as the other adapters set their framework's threads
+        threadpoolctl.threadpool_limits(limits=int(threads), user_api="blas")
         try:
             numba.set_num_threads(int(threads))
         except ValueError as err:

@@ -140,6 +140,10 @@ def test_result_extras_timings_and_threads(fused):
     np.testing.assert_array_equal(res.param_history[-1][2], res.params[2])
     assert fused.devices() == ["cpu"]
     assert fused.thread_settings()["numba_threads"] == 1
+    from threadpoolctl import threadpool_info  # numba's np.dot runs on SciPy's BLAS: limited to threads too
+
+    blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+    assert blas and all(lib["num_threads"] == 1 for lib in blas), blas
     assert set(fused.versions()) >= {"numba", "llvmlite", "numpy", "python"}
 
 
