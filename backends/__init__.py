@@ -28,6 +28,7 @@ REGISTRY: dict[str, Entry] = {
     "keras-tensorflow": Entry("backends.keras_adapter", "KerasBackend", "keras", ("keras", "tensorflow")),
     "keras-jax": Entry("backends.keras_adapter", "KerasBackend", "keras", ("keras", "jax", "flax", "optax")),
     "keras-torch": Entry("backends.keras_adapter", "KerasBackend", "keras", ("keras", "torch")),
+    "fused": Entry("backends.fused", "FusedBackend", "compiled", ("numba",)),
 }
 
 REFERENCE = "numpy"

@@ -4,8 +4,8 @@ each framework's own matmul, measured in a timing slot like every training figur
     python -m workflow.scripts.calibrate --threads 1 --results results --out results/machine.json
 
 Each library runs in its own process (its thread pools set by its backend adapter, as in
-training). The ceiling is the best median GFLOP/s of any library at any size: no training
-figure can be above it; one that is marks a measurement error.
+training). The ceiling is the best repetition of any library at any size: no training figure
+can be above it; one that is marks a measurement error.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         "measurements": rows,
         "errors": errors,
         "ceiling_gflops": best[0],
-        "ceiling_source": f"{best[1]} float32 matmul {best[2]}x{best[2]}, median of {REPEATS}",
+        "ceiling_source": f"{best[1]} float32 matmul {best[2]}x{best[2]}, best of {REPEATS} repetitions",
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     from pathlib import Path
