@@ -26,7 +26,7 @@ GENERATORS: dict[str, Callable[..., Dataset]] = {
 }
 
 # The task of each dataset, known without building it (the full MNIST needs its files).
-TASKS: dict[str, str] = {
+TASK_OF: dict[str, str] = {
     **dict.fromkeys(["linear", "moons", "circles", "sine", "blobs2", "hotels-hot"], "binary"),
     **dict.fromkeys(["spiral", "blobs4", "hotels-category", "mnist", "mnist10k"], "multiclass"),
     **dict.fromkeys(["hotels-linear", "hotels"], "regression"),
@@ -52,4 +52,4 @@ def build(name: str, **params) -> Dataset:
     return gen(**params)
 
 
-__all__ = ["Dataset", "DatasetError", "GENERATORS", "TASKS", "build", "load", "names"]
+__all__ = ["Dataset", "DatasetError", "GENERATORS", "TASK_OF", "build", "load", "names"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-TASKS = ("regression", "binary", "multiclass")
+TASK_KINDS = ("regression", "binary", "multiclass")
 ARRAYS = ("X_train", "y_train", "X_test", "y_test")
 
 

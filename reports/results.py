@@ -18,11 +18,8 @@ from typing import Any
 import pandas as pd
 
 from backends import REFERENCE, names
+from reports import run_schema
 
-SCHEMA_VERSION = 1
-REQUIRED_KEYS = ("schema_version", "experiment", "dataset", "task", "backend", "mode", "device", "status")
-STATUSES = ("ok", "diverged", "failed")
-TASKS = ("binary", "multiclass", "regression")
 SPLITS = ("train", "test")
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1")
 REGRESSION_METRICS = ("mse", "mae", "r2")
@@ -110,21 +107,18 @@ def load_run(path: str | Path) -> dict:
         raise ResultsError(f"cannot read run result {path}: {e}; delete it and rerun its training job") from e
     if not isinstance(run, dict):
         raise ResultsError(f"run result {path} is not a JSON object; delete it and rerun its training job")
-    missing = [k for k in REQUIRED_KEYS if k not in run]
-    if missing:
+    if run.get("schema_version") != run_schema.version():
         raise ResultsError(
-            f"run result {path} lacks key(s) {missing}; it was not written by this pipeline's "
-            "workflow (schema_version 1): delete it and rerun its training job"
+            f"run result {path} has schema_version {run.get('schema_version')!r}; this report reads "
+            f"version {run_schema.version()}: rerun the pipeline to rewrite it"
         )
-    if run["schema_version"] != SCHEMA_VERSION:
+    bad = run_schema.problems(run)
+    if bad:
         raise ResultsError(
-            f"run result {path} has schema_version {run['schema_version']!r}; this report reads "
-            f"version {SCHEMA_VERSION}: rerun the pipeline to rewrite it"
+            f"run result {path} does not match {run_schema.PATH.name}: {bad[0]}"
+            + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+            + "; it was not written by this version of the pipeline: delete it and rerun its training job"
         )
-    if run["status"] not in STATUSES:
-        raise ResultsError(f"run result {path} has status {run['status']!r}; expected one of {STATUSES}")
-    if run["task"] not in TASKS:
-        raise ResultsError(f"run result {path} has task {run['task']!r}; expected one of {TASKS}")
     run["_path"] = str(path)
     return run
 

@@ -349,8 +349,8 @@ def test_full_mnist_rejects_a_wrong_file_under_a_canonical_name(t10k_copy):
 
 @pytest.mark.parametrize("name", [n for n in datasets.names() if n != "mnist"])
 def test_declared_task_matches_the_built_dataset(name):
-    assert datasets.TASKS[name] == datasets.build(name).task
+    assert datasets.TASK_OF[name] == datasets.build(name).task
 
 
 def test_every_dataset_declares_its_task():
-    assert set(datasets.TASKS) == set(datasets.names())
+    assert set(datasets.TASK_OF) == set(datasets.names())

@@ -121,6 +121,30 @@ def test_snakemake_report_bundles_the_key_plots(pipeline):
     assert any(n.endswith(".png") for n in names)
 
 
+def planned_trainings(proc: subprocess.CompletedProcess) -> set[tuple[str, str]]:
+    """(experiment, backend) of every train job a dry run would run."""
+    out = set()
+    for line in proc.stdout.splitlines():
+        if line.strip().startswith("wildcards:") and "experiment=" in line:
+            kv = dict(part.strip().split("=", 1) for part in line.split(":", 1)[1].split(","))
+            out.add((kv["experiment"], kv["backend"]))
+    return out
+
+
+@pytest.mark.slow
+def test_editing_one_experiment_reruns_exactly_its_jobs(pipeline, tmp_path):
+    work, cfg = pipeline
+    nothing = snakemake(work, "-n", "--cores", "1", config=cfg)
+    assert planned_trainings(nothing) == set() and "Nothing to be done" in nothing.stdout + nothing.stderr
+    catalogue = yaml.safe_load((ROOT / "config/experiments.yaml").read_text())
+    edited = cfg["experiments"][0]
+    catalogue["experiments"][edited]["epochs"] += 1
+    (tmp_path / "catalogue.yaml").write_text(yaml.safe_dump(catalogue))
+    proc = snakemake(work, "-n", "--cores", "1", config={**cfg, "catalogue": str(tmp_path / "catalogue.yaml")})
+    assert planned_trainings(proc) == {(edited, b) for b in cfg["backends"]}, proc.stdout[-3000:]
+    assert "rule report:" in proc.stdout and "rule summary:" in proc.stdout
+
+
 @pytest.mark.slow
 def test_rerun_leaves_no_duplicate_runs_and_sweeps_orphans(pipeline):
     work, cfg = pipeline

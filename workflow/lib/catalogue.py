@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,16 @@ class Experiment:
     dataset: str
     entry: dict  # the merged catalogue entry (defaults applied)
     reported: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        """Everything that defines the experiment, canonical (sorted keys): a job's param and input."""
+        return json.dumps(
+            {"name": self.name, "dataset": self.dataset, "entry": self.entry, "reported": self.reported}, sort_keys=True
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Experiment:
+        return cls(**json.loads(text))
 
     @property
     def needs_full_mnist(self) -> bool:
@@ -129,7 +140,7 @@ def _check(name: str, e: dict, path: Path) -> None:
         raise CatalogueError(f"{where}: kind {e['kind']!r} needs head {expected_head!r}, not {e['head']!r}")
     if e["head"] not in HEAD_LOSS:
         raise CatalogueError(f"{where}: unknown head {e['head']!r}")
-    task = datasets.TASKS.get(e["dataset"])
+    task = datasets.TASK_OF.get(e["dataset"])
     fits = {"regression": ("linear",), "binary": ("sigmoid", "softmax"), "multiclass": ("softmax",)}
     if task and e["head"] not in fits[task]:
         raise CatalogueError(

@@ -22,12 +22,12 @@ from backends.base import parity_spec
 from backends.numpy_reference import activate, forward
 from backends.spec import Spec, init_params, make_schedule
 from datasets.preprocess import Standardizer, targets
+from reports import run_schema
 from workflow.lib import metrics as M
 from workflow.lib.catalogue import LOWER_IS_BETTER, Experiment
 from workflow.lib.environment import fingerprint
 from workflow.lib.measure import TimingConfig, measure
 
-SCHEMA_VERSION = 1
 GRID = 60
 
 
@@ -143,7 +143,7 @@ def _comparable_reference(reference: dict, backend, spec: Spec, prep: Prepared, 
 
 def _skeleton(exp, ds, backend_name, device, spec: Spec, seed, cfg, prep) -> dict:
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": run_schema.version(),
         "experiment": exp.name,
         "dataset": ds.name,
         "dataset_checksum": ds.meta.get("checksum"),

@@ -16,7 +16,6 @@ except PlanError as e:
 # working directory.
 PY = f"PYTHONPATH={shlex.quote(str(REPO))} {shlex.quote(sys.executable)}"
 STORE = "results/mlflow/.store-ready"
-CATALOGUE = str(REPO / config.get("catalogue", "config/experiments.yaml"))
 CONDA_ENV = "../../environment.yml"
 for note in PLAN.notes:
     print(f"fwbench: {note}", file=sys.stderr)

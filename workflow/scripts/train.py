@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", required=True, help="results/datasets/{name}.npz")
     ap.add_argument("--reference", default="", help="the reference backend's run result, for parity")
     ap.add_argument("--machine", default="", help="results/machine.json, for the ceiling")
-    ap.add_argument("--catalogue", required=True)
+    ap.add_argument("--experiment-json", required=True, help="the resolved experiment (Experiment.to_json)")
     ap.add_argument("--threads", type=int, required=True)
     ap.add_argument("--repeats", type=int, required=True)
     ap.add_argument("--min-repeat-seconds", type=float, required=True)
@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     from workflow.lib.runner import JobConfig, run_job
     from workflow.lib.tracking import log_run, resolve_uri
 
-    exp = catalogue.load(args.catalogue)[args.experiment]
+    exp = catalogue.Experiment.from_json(args.experiment_json)
+    if exp.name != args.experiment:
+        raise SystemExit(f"--experiment {args.experiment!r} but --experiment-json describes {exp.name!r}")
     reference = json.loads(Path(args.reference).read_text()) if args.reference else None
     machine = json.loads(Path(args.machine).read_text()) if args.machine else {}
     cfg = JobConfig(
@@ -69,8 +71,19 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as e:  # noqa: BLE001 - the computed result is kept either way
                 result["mlflow"] = {"error": f"{type(e).__name__}: {e}"}
                 print(f"warning: MLflow logging failed, run result kept: {e}", file=sys.stderr)
-    write_json(result, Path(args.out))
+    write_result(result, Path(args.out))
     return 0
+
+
+def write_result(result: dict, path: Path) -> None:
+    """A run result, validated against its schema first: a writer bug fails here, not in a reader."""
+    from reports import run_schema
+
+    clean = _clean(result)
+    bad = run_schema.problems(clean)
+    if bad:
+        raise ValueError(f"run result for {path} breaks {run_schema.PATH.name}: {'; '.join(bad[:3])}")
+    write_json(clean, path)
 
 
 def write_json(obj: dict, path: Path) -> None:
