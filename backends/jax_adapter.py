@@ -13,14 +13,11 @@ Every jitted function is compiled ahead of time inside epoch 0's timing (that co
 seconds are compile_seconds), and cached per model, device and shapes, so repeated trainings in
 one process do not recompile. params and optimizer state are donated.
 
-jax, flax and optax are imported lazily (`_fw()`), so this module imports without them.
+jax, flax and optax are imported lazily (`fw()`), so this module imports without them.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-import threading
 import time
 from collections.abc import Callable
 from functools import cache
@@ -28,91 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from backends import jax_runtime
 from backends.base import Backend, BackendError, check_inputs, check_params, check_x
+from backends.jax_runtime import THREADS, parse_xla_threads
 from backends.spec import HEAD_LOSS, OptimizerSpec, Schedule, Spec, TrainResult
 
-_LOCK = threading.Lock()
-_FW: dict[str, Any] = {}  # the imported modules, filled once by _fw()
-_THREADS: dict[str, Any] = {}  # how XLA's CPU client started, recorded by _fw()
 _COMPILED: dict[tuple, Any] = {}  # (what, model key, device, argument shapes) -> AOT-compiled function
 _VARIANTS = {"compiled": "jax.jit-scan-epoch", "eager": "jax.jit-step"}
-
-
-# ----------------------------------------------------------------------------- framework start
-
-
-def _fw(threads: int | None = None) -> dict[str, Any]:
-    """Import jax, flax.linen and optax once, and start XLA with what it reads at start.
-
-    Threads: XLA_FLAGS (set by set_thread_env) is read when the client starts, but measured on
-    jaxlib 0.10.2 its thread flags do not bound XLA:CPU, and jax has no thread API. XLA sizes its
-    CPU thread pools from the affinity mask it sees at start, so with `threads` set we narrow the
-    mask to `threads` CPUs while the client starts, then give every thread the old mask back:
-    the pools keep `threads` workers, free to run on any CPU.
-    """
-    with _LOCK:
-        if _FW:
-            return _FW
-        # Read by the GPU client when it starts: allocate on demand so peak memory is meaningful.
-        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-        started_before: bool | None = False
-        if "jax" in sys.modules:
-            try:
-                from jax._src import xla_bridge
-
-                started_before = bool(xla_bridge.backends_are_initialized())
-            except (ImportError, AttributeError):  # private API moved: say we cannot tell
-                started_before = None
-        import flax.linen as nn
-        import jax
-        import jax.numpy as jnp
-        import optax
-
-        # No TF32 on GPU: every f32 matmul at full precision (no effect on CPU).
-        jax.config.update("jax_default_matmul_precision", "highest")
-        pool = _start_client(jax, threads) if not started_before else None
-        _THREADS.update(
-            xla_flags=os.environ.get("XLA_FLAGS", ""),
-            xla_client_started_before_adapter=started_before,
-            xla_cpu_pool_threads=pool,
-        )
-        _FW.update(jax=jax, jnp=jnp, nn=nn, optax=optax)
-        return _FW
-
-
-def _start_client(jax: Any, threads: int | None) -> int | None:
-    """Start XLA's clients, with `threads` CPUs in the affinity mask if asked; return the number
-    of CPUs the CPU pools were sized from (None where affinity is not available)."""
-    if not hasattr(os, "sched_getaffinity"):
-        jax.devices()
-        return None
-    mask = os.sched_getaffinity(0)
-    if not threads or threads >= len(mask):
-        jax.devices()
-        return len(mask)
-    narrow = set(sorted(mask)[:threads])
-    os.sched_setaffinity(0, narrow)
-    try:
-        jax.devices()
-    finally:
-        for tid in os.listdir("/proc/self/task"):  # the caller and the threads XLA just made
-            try:
-                if os.sched_getaffinity(int(tid)) == narrow:
-                    os.sched_setaffinity(int(tid), mask)
-            except OSError:  # a thread that ended meanwhile
-                pass
-    return threads
-
-
-def _parse_xla_threads(flags: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"xla_cpu_multi_thread_eigen": None, "intra_op_parallelism_threads": None}
-    for tok in flags.split():
-        key, _, val = tok.lstrip("-").partition("=")
-        if key == "xla_cpu_multi_thread_eigen":
-            out[key] = val.lower() != "false"
-        elif key == "intra_op_parallelism_threads":
-            out[key] = int(val)
-    return out
 
 
 # ----------------------------------------------------------------------------- model and math
@@ -127,7 +46,7 @@ def _model_key(spec: Spec) -> tuple:
 @cache
 def _model(sizes: tuple[int, ...], activation: str) -> Any:
     """A flax.linen Dense stack returning logits; kernels are (in, out) like the spec's weights."""
-    nn, jnp = _fw()["nn"], _fw()["jnp"]
+    nn, jnp = jax_runtime.fw()["nn"], jax_runtime.fw()["jnp"]
     act = {"linear": lambda z: z, "relu": nn.relu, "tanh": jnp.tanh, "sigmoid": nn.sigmoid}[activation]
 
     class DenseStack(nn.Module):
@@ -144,7 +63,7 @@ def _model(sizes: tuple[int, ...], activation: str) -> Any:
 
 def _loss_fn(key: tuple) -> Callable:
     """Mean loss from logits, as numpy_reference.loss_and_dlogits defines it."""
-    fw = _fw()
+    fw = jax_runtime.fw()
     jnp, optax = fw["jnp"], fw["optax"]
     sizes, activation, head, _ = key
     model = _model(sizes[1:], activation)
@@ -164,7 +83,7 @@ def _optimizer(o: OptimizerSpec) -> Any:
     """optax's Adam is the spec's formulation (eps outside sqrt(v_hat), eps_root 0; epsilon "hat" as a
     per-step eps schedule through inject_hyperparams); its SGD
     momentum trace is torch's buf = m * buf + g (nesterov off)."""
-    optax, jnp = _fw()["optax"], _fw()["jnp"]
+    optax, jnp = jax_runtime.fw()["optax"], jax_runtime.fw()["jnp"]
     if o.name == "adam" and o.epsilon == "hat":  # Keras' placement = the standard one with eps / sqrt(1-b2^t)
         eps_t = lambda count: o.eps / jnp.sqrt(1 - o.beta2 ** (count + 1))  # noqa: E731
         return optax.inject_hyperparams(optax.adam)(o.learning_rate, o.beta1, o.beta2, eps_t, 0.0, nesterov=False)
@@ -177,7 +96,7 @@ def _optimizer(o: OptimizerSpec) -> Any:
 def _step_fn(key: tuple) -> tuple[Callable, Any]:
     """One optimizer step on the batch idx of X/Y: (params, opt_state, X, Y, idx) ->
     (params, opt_state, loss before the update); and the optax transformation."""
-    fw = _fw()
+    fw = jax_runtime.fw()
     jax, optax = fw["jax"], fw["optax"]
     grad_fn = jax.value_and_grad(_loss_fn(key))
     tx = _optimizer(key[3])
@@ -194,7 +113,7 @@ def _step_fn(key: tuple) -> tuple[Callable, Any]:
 def _epoch_fn(key: tuple) -> Callable:
     """The jitted epoch: scan over the full batches, then the last partial one; returns the
     sample-weighted sum of the batch losses."""
-    fw = _fw()
+    fw = jax_runtime.fw()
     jax, jnp = fw["jax"], fw["jnp"]
     step, _ = _step_fn(key)
 
@@ -215,12 +134,12 @@ def _epoch_fn(key: tuple) -> Callable:
 
 @cache
 def _batch_step_fn(key: tuple) -> Callable:
-    return _fw()["jax"].jit(_step_fn(key)[0], donate_argnums=(0, 1))
+    return jax_runtime.fw()["jax"].jit(_step_fn(key)[0], donate_argnums=(0, 1))
 
 
 @cache
 def _predict_fn(key: tuple) -> Callable:
-    jax = _fw()["jax"]
+    jax = jax_runtime.fw()["jax"]
     sizes, activation, head, _ = key
     model = _model(sizes[1:], activation)
     act = {"linear": lambda z: z, "sigmoid": jax.nn.sigmoid, "softmax": jax.nn.softmax}[head]
@@ -230,7 +149,7 @@ def _predict_fn(key: tuple) -> Callable:
 def _compiled(what: str, key: tuple, device: Any, jitted: Callable, args: tuple) -> tuple[Any, float]:
     """The AOT-compiled `jitted` for these argument shapes, and the seconds spent compiling it
     now (0 when cached). Calling it never retraces, whatever jax's config does later."""
-    jax = _fw()["jax"]
+    jax = jax_runtime.fw()["jax"]
     shapes = tuple((tuple(a.shape), str(a.dtype)) for a in jax.tree.leaves(args))
     treedef = str(jax.tree.structure(args))
     ckey = (what, key, str(device), treedef, shapes)
@@ -249,7 +168,7 @@ def _to_tree(params: list[np.ndarray], dtype: np.dtype, device: Any) -> dict:
         f"dense_{i}": {"kernel": np.asarray(params[2 * i], dtype=dtype), "bias": np.asarray(params[2 * i + 1], dtype)}
         for i in range(len(params) // 2)
     }
-    return _fw()["jax"].device_put(tree, device)
+    return jax_runtime.fw()["jax"].device_put(tree, device)
 
 
 def _from_tree(tree: dict, dtype: np.dtype) -> list[np.ndarray]:
@@ -268,7 +187,7 @@ class JaxBackend(Backend):
     framework = "jax"
 
     def _jax(self) -> Any:
-        return _fw(self.threads)["jax"]
+        return jax_runtime.fw(self.threads)["jax"]
 
     def _gpus(self) -> list:
         try:
@@ -288,13 +207,13 @@ class JaxBackend(Backend):
         force), and XLA_FLAGS as it read them (recorded, though jaxlib 0.10.2 does not obey
         their thread flags)."""
         self._jax()
-        flags = _THREADS.get("xla_flags", "")
+        flags = THREADS.get("xla_flags", "")
         return {
             "threads": self.threads,
-            "xla_cpu_pool_threads": _THREADS.get("xla_cpu_pool_threads"),
+            "xla_cpu_pool_threads": THREADS.get("xla_cpu_pool_threads"),
             "xla_flags": flags,
-            **_parse_xla_threads(flags),
-            "xla_client_started_before_adapter": _THREADS.get("xla_client_started_before_adapter"),
+            **parse_xla_threads(flags),
+            "xla_client_started_before_adapter": THREADS.get("xla_client_started_before_adapter"),
         }
 
     def device_info(self, device: str) -> dict:

@@ -68,13 +68,13 @@ def _describe(config: dict, repo: Path) -> str:
 def plan_from_config(config: dict, repo: Path) -> Plan:
     validate_config(config, repo)
     try:
-        catalogue = cat.load(repo / config.get("catalogue", "config/experiments.yaml"))
+        catalogue = cat.load(repo / config["catalogue"])
         chosen = cat.select(catalogue, config["experiments"], config["full_mnist"])
     except cat.CatalogueError as e:
         raise PlanError(str(e)) from None
     notes: list[str] = []
     if config["full_mnist"] or any(e.needs_full_mnist for e in chosen):
-        missing = _missing_mnist(config.get("mnist_dir"))
+        missing = _missing_mnist(config["mnist_dir"])
         if missing:
             skipped = [e.name for e in chosen if e.needs_full_mnist]
             chosen = [e for e in chosen if not e.needs_full_mnist]

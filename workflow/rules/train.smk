@@ -48,10 +48,10 @@ rule train:
         min_repeat=config["min_repeat_seconds"],
         # The resolved experiment (entry with defaults, reported figures): what decides the job's result,
         # so editing one catalogue entry reruns exactly its jobs.
-        experiment=lambda wc: PLAN.experiments[wc.experiment].to_json(),
+        resolved=lambda wc: PLAN.experiments[wc.experiment].to_json(),
         seed=config["seed"],
         batch=config["inference_batch"],
-        scale=config.get("epochs_scale", 1),
+        scale=config["epochs_scale"],
     threads: config["threads"]
     resources:
         gpu=lambda wc: 1 if wc.device == "gpu" else 0,
@@ -64,7 +64,7 @@ rule train:
     shell:
         "{params.py} -m workflow.scripts.train --experiment {wildcards.experiment} --backend {wildcards.backend}"
         " --device {wildcards.device} --dataset {input.dataset} --reference={params.reference:q}"
-        " --experiment-json {params.experiment:q} --threads {threads} --repeats {params.repeats} --seed {params.seed}"
+        " --experiment-json {params.resolved:q} --threads {threads} --repeats {params.repeats} --seed {params.seed}"
         " --min-repeat-seconds {params.min_repeat} --machine {input.machine}"
         " --inference-batch {params.batch} --epochs-scale {params.scale} --results results"
         " --uri={params.uri:q} --mlflow-experiment {params.experiment:q} --out {output} > {log} 2>&1"

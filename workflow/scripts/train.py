@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs-scale", type=float, required=True)
     ap.add_argument("--results", default="results")
     ap.add_argument("--uri", default="")
-    ap.add_argument("--mlflow-experiment", default="fwbench")
+    ap.add_argument("--mlflow-experiment", required=True)
     ap.add_argument("--no-mlflow", action="store_true", help="write the run result only")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
