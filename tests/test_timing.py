@@ -21,12 +21,24 @@ CPUS = sorted(os.sched_getaffinity(0))
 two_cpus = pytest.mark.skipif(len(CPUS) < 2, reason="needs 2 CPUs to run a section beside another")
 
 
-def test_layout_keeps_one_cpu_for_untimed_work():
-    assert timing.layout(1, [0, 1]) == timing.Layout(slots=((1,),), untimed=(0,))
+def test_layout_keeps_one_cpu_out_of_the_slots():
+    assert timing.layout(1, [0, 1]) == timing.Layout(slots=((1,),), untimed=(0, 1))
     assert timing.layout(1, [0]) == timing.Layout(slots=((0,),), untimed=(0,))
     eight = timing.layout(2, list(range(8)))
-    assert eight.slots == ((2, 3), (4, 5), (6, 7)) and eight.untimed == (0, 1)
+    assert eight.slots == ((2, 3), (4, 5), (6, 7)) and eight.untimed == tuple(range(8))
     assert timing.layout(2, [0, 1]) == timing.Layout(slots=((0, 1),), untimed=(0, 1))
+
+
+def test_untimed_work_yields_to_a_timed_section(tmp_path):
+    """A job's untimed work runs at SCHED_IDLE; inside its slot it runs at normal priority, then idle again."""
+    code = (
+        "import os, sys; from workflow.lib import timing\n"
+        "lay = timing.prepare_process(1); before = os.sched_getscheduler(0)\n"
+        "with timing.timed_slot(sys.argv[1], lay, 1): inside = os.sched_getscheduler(0)\n"
+        "print(before == os.SCHED_IDLE, inside == os.SCHED_OTHER, os.sched_getscheduler(0) == os.SCHED_IDLE)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["True", "True", "True"], out.stderr
 
 
 def test_summary_flags_a_wide_spread():

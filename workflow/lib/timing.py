@@ -3,11 +3,12 @@ foreign load, and the statistics quoted for a timing.
 
 Why: two timed sections sharing a core, or untimed work (imports, quality trainings, MLflow
 logging) landing on a timed core, moved medians by 0.1-3x between `--cores 1` and `--cores 8`.
-So the CPUs a job may use are split once per machine: the last `threads * slots` CPUs form the
-timing slots, the rest take untimed work. A job pins itself to the untimed CPUs before any
-framework starts, and pins every one of its threads to a slot's CPUs only while it holds that
-slot's lock (a file lock per host, so slots are shared by every job on the machine whichever
-Snakemake started it). On a 2-core machine at threads 1: one slot on CPU 1, untimed work on CPU 0.
+So the CPUs are split once per machine into timing slots (the last `threads * slots` CPUs; one
+CPU stays out of every slot where the machine has more than one slot needs). A job starts as
+untimed work: every thread at SCHED_IDLE priority (it runs only on CPU time nothing else wants),
+free to use every CPU. Its timed part waits for a slot (a file lock per host, so slots are shared
+by every job on the machine whichever Snakemake started it), then runs at normal priority with
+every thread pinned to the slot's CPUs, where untimed work can only take the time it leaves idle.
 """
 
 from __future__ import annotations
@@ -43,20 +44,19 @@ class Layout:
 
 
 def layout(threads: int, cpus: list[int] | None = None) -> Layout:
-    """Slots of `threads` CPUs each from the end of the CPU list, keeping at least one CPU for
-    untimed work where the machine has more CPUs than one slot needs."""
+    """Slots of `threads` CPUs each from the end of the CPU list, keeping at least one CPU out of
+    them where the machine has more CPUs than one slot needs; untimed work may use every CPU."""
     cpus = sorted(cpus if cpus is not None else _START_CPUS)
     threads = max(1, min(int(threads), len(cpus)))
     n_slots = max(1, (len(cpus) - 1) // threads) if len(cpus) > threads else 1
     timed = cpus[len(cpus) - n_slots * threads :]
     slots = tuple(tuple(timed[i * threads : (i + 1) * threads]) for i in range(n_slots))
-    untimed = tuple(cpus[: len(cpus) - n_slots * threads]) or tuple(cpus)
-    return Layout(slots, untimed)
+    return Layout(slots, tuple(cpus))
 
 
 def prepare_process(threads: int) -> Layout:
     """First thing a job does: thread variables for the frameworks it will import, NumPy's BLAS
-    pool limited now (it may already be loaded), and every thread pinned to the untimed CPUs."""
+    pool limited now (it may already be loaded), every thread at idle priority on the untimed CPUs."""
     from threadpoolctl import threadpool_limits
 
     from backends.base import set_thread_env
@@ -66,7 +66,17 @@ def prepare_process(threads: int) -> Layout:
     threadpool_limits(limits=threads)
     lay = layout(threads)
     pin(lay.untimed)
+    set_policy(os.SCHED_IDLE)
     return lay
+
+
+def set_policy(policy: int) -> None:
+    """Scheduling policy of every thread of this process (SCHED_IDLE for untimed work)."""
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setscheduler(int(tid), policy, os.sched_param(0))
+        except OSError:  # a thread that ended meanwhile, or a policy this kernel refuses
+            continue
 
 
 def pin(cpus: tuple[int, ...] | list[int]) -> None:
@@ -162,7 +172,9 @@ def timed_slot(results: str | Path, lay: Layout, threads: int, wait_s: float = S
             time.sleep(0.05)
     sec = Section(cpus=cpus, threads=threads, waited_s=time.perf_counter() - t_wait)
     before = tuple(os.sched_getaffinity(0))  # the untimed CPUs in a job (prepare_process); all of them elsewhere
+    policy = os.sched_getscheduler(0)
     try:
+        set_policy(os.SCHED_OTHER)
         pin(cpus)
         sec.loadavg_before = os.getloadavg()[0]
         busy0, cpu0, w0 = _busy_ticks(cpus), time.process_time(), time.perf_counter()
@@ -174,6 +186,7 @@ def timed_slot(results: str | Path, lay: Layout, threads: int, wait_s: float = S
         sec.flags = judge(sec)
     finally:
         pin(before)
+        set_policy(policy)
         lock.release()
 
 
