@@ -21,6 +21,7 @@ REGISTRY: dict[str, Entry] = {
     "numpy": Entry("backends.numpy_reference", "NumpyBackend", "eager", ("numpy",)),
     "torch": Entry("backends.torch.backend", "TorchBackend", "compiled", ("torch",)),
     "torch-eager": Entry("backends.torch.backend", "TorchBackend", "eager", ("torch",)),
+    "torch-idiomatic": Entry("backends.torch.idiomatic", "TorchIdiomaticBackend", "idiomatic", ("torch",)),
     "tensorflow": Entry("backends.tensorflow_adapter", "TensorFlowBackend", "compiled", ("tensorflow",)),
     "tensorflow-eager": Entry("backends.tensorflow_adapter", "TensorFlowBackend", "eager", ("tensorflow",)),
     "jax": Entry("backends.jax_adapter", "JaxBackend", "compiled", ("jax", "flax", "optax")),
