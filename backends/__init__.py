@@ -13,7 +13,7 @@ from backends.base import Backend, BackendError
 class Entry(NamedTuple):
     module: str  # the adapter module
     cls: str  # its class
-    mode: str  # compiled (fastest idiomatic path), eager (per-batch loop), or the adapter's own (keras)
+    mode: str  # compiled (fastest path), eager (per-batch loop), or the adapter's own (keras, idiomatic)
     requires: tuple[str, ...]  # framework modules that must be importable
 
 

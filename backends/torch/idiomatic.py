@@ -204,11 +204,11 @@ class TorchIdiomaticBackend(TorchBackend):
                 (
                     "torch._dynamo hit a recompile limit (torch._dynamo.config.recompile_limit="
                     f"{torch._dynamo.config.recompile_limit}) during this training and ran frames of the step "
-                    "uncompiled; train fewer distinct specs per process or raise the limit"
+                    "uncompiled; TORCH_LOGS=recompiles names the frame and the failing guard, or raise the limit"
                 ),
             )
         if fallback is not None:
-            warnings.warn(fallback, RuntimeWarning, stacklevel=2)
+            warnings.warn(fallback, RuntimeWarning, stacklevel=3)
         result = log.result(list(tr.model.parameters()), spec)
         result.extra.update(variant=variant, fallback=fallback)
         return result
