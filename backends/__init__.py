@@ -13,7 +13,7 @@ from backends.base import Backend, BackendError
 class Entry(NamedTuple):
     module: str  # the adapter module
     cls: str  # its class
-    mode: str  # compiled (fastest idiomatic path), eager (per-batch loop), or the adapter's own (keras)
+    mode: str  # compiled (fastest path), eager (per-batch loop), or the adapter's own (keras, idiomatic)
     requires: tuple[str, ...]  # framework modules that must be importable
 
 
@@ -21,6 +21,7 @@ REGISTRY: dict[str, Entry] = {
     "numpy": Entry("backends.numpy_reference", "NumpyBackend", "eager", ("numpy",)),
     "torch": Entry("backends.torch.backend", "TorchBackend", "compiled", ("torch",)),
     "torch-eager": Entry("backends.torch.backend", "TorchBackend", "eager", ("torch",)),
+    "torch-idiomatic": Entry("backends.torch.idiomatic", "TorchIdiomaticBackend", "idiomatic", ("torch",)),
     "tensorflow": Entry("backends.tensorflow_adapter", "TensorFlowBackend", "compiled", ("tensorflow",)),
     "tensorflow-eager": Entry("backends.tensorflow_adapter", "TensorFlowBackend", "eager", ("tensorflow",)),
     "jax": Entry("backends.jax_adapter", "JaxBackend", "compiled", ("jax", "flax", "optax")),

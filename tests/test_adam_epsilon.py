@@ -74,7 +74,7 @@ def test_hat_float64_parity(name):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["torch", "torch-eager"])
+@pytest.mark.parametrize("name", ["torch", "torch-eager", "torch-idiomatic"])
 def test_torch_refuses_hat_clearly(name):
     if not backends.is_available(name):
         pytest.skip(f"backend {name!r} unavailable: its framework is not installed")

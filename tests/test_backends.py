@@ -17,6 +17,7 @@ EXPECTED_VARIANT = {
     "numpy": "numpy",
     "torch": "torch.compile-scan",
     "torch-eager": "eager-loop",
+    "torch-idiomatic": "torch-idiomatic-compile",
     "tensorflow": "tf.function-xla-epoch",
     "tensorflow-eager": "eager-loop",
     "jax": "jax.jit-scan-epoch",
@@ -167,6 +168,77 @@ def test_torch_compile_failure_falls_back_and_says_why(monkeypatch):
     ref = REF.train(spec, X, Y, p0, sched)
     rel = np.abs(got.loss_history - ref.loss_history) / np.abs(ref.loss_history)
     assert rel.max() < 1e-9, f"the fallback deviates from the reference by {rel.max():.3g}"
+
+
+def _parity(got, spec, X, Y, p0, sched, what):
+    ref = REF.train(spec, X, Y, p0, sched)
+    rel = np.abs(got.loss_history - ref.loss_history) / np.abs(ref.loss_history)
+    assert rel.max() < 1e-9, f"{what} deviates from the reference by {rel.max():.3g}"
+
+
+def test_torch_idiomatic_many_trainings_stay_compiled():
+    """12 trainings of 2 specs (SGD with momentum, Adam) in one process: each still runs the compiled step
+    (no recompile limit hit, so none silently ran eager), or names why not; every one equals the reference
+    (the optimizer state reset in place between them is a fresh optimizer's)."""
+    be = _backend("torch-idiomatic")
+    import torch
+
+    from backends.torch import idiomatic
+
+    for i in range(12):
+        spec, X, Y = _case(PARITY_CASES[2 + i % 2])
+        p0, sched = init_params(spec, 1), make_schedule(spec, len(X), 2)
+        hits = idiomatic.limit_hits(torch)
+        got = be.train(spec, X, Y, p0, sched)
+        assert idiomatic.limit_hits(torch) == hits, f"training {i} hit torch._dynamo's recompile limit"
+        fallback = got.extra["fallback"]
+        assert got.extra["variant"] == ("torch-idiomatic-compile" if fallback is None else "torch-idiomatic-eager")
+        assert fallback is None or "torch.compile of the train step failed" in fallback, fallback
+        _parity(got, spec, X, Y, p0, sched, f"training {i}")
+
+
+def test_torch_idiomatic_reports_a_recompile_limit_hit(monkeypatch):
+    """When dynamo runs frames uncompiled for its recompile limit, the result says so instead of staying silent."""
+    be = _backend("torch-idiomatic")
+    import torch
+
+    from backends.torch import idiomatic
+
+    monkeypatch.setattr(idiomatic, "_STEPS", {})  # a fresh compiled step
+    spec, X, Y = _case(PARITY_CASES[1])
+    p0, sched = init_params(spec, 1), make_schedule(spec, len(X), 2)
+    assert sched.remainder, "the case must have a last partial batch"
+    # limit 1: the last partial batch's shape needs a second entry
+    with torch._dynamo.config.patch(recompile_limit=1), pytest.warns(RuntimeWarning, match="recompile limit"):
+        got = be.train(spec, X, Y, p0, sched)
+    assert got.extra["variant"] == "torch-idiomatic-eager"
+    assert "torch._dynamo hit a recompile limit (torch._dynamo.config.recompile_limit=1)" in got.extra["fallback"]
+    _parity(got, spec, X, Y, p0, sched, "the partly uncompiled training")
+
+
+def test_torch_idiomatic_compile_failure_falls_back_and_says_why(monkeypatch):
+    """A failing torch.compile runs the same loop eagerly, says why, and its time stays inside epoch 0."""
+    be = _backend("torch-idiomatic")
+    import torch
+
+    from backends.torch import idiomatic
+
+    def broken_compile(*args, **kwargs):
+        time.sleep(0.2)
+        raise RuntimeError("no C++ compiler here (test)")
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(idiomatic, "_STEPS", {})
+    spec, X, Y = _case(PARITY_CASES[2])
+    p0, sched = init_params(spec, 1), make_schedule(spec, len(X), 2)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler here"):
+        got = be.train(spec, X, Y, p0, sched)
+    assert got.extra["variant"] == "torch-idiomatic-eager"
+    assert got.extra["fallback"] == (
+        "torch.compile of the train step failed (RuntimeError: no C++ compiler here (test)); ran the step eagerly"
+    )
+    assert got.epoch_seconds.shape == (spec.epochs,) and got.epoch_seconds[0] >= 0.2
+    _parity(got, spec, X, Y, p0, sched, "the eager fallback")
 
 
 @pytest.mark.parametrize("spec_kind", ["logistic", "mlp"])
