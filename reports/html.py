@@ -22,6 +22,7 @@ import jinja2
 from markupsafe import Markup
 
 from reports import plots, tables
+from reports.peers import peers_table
 from reports.results import (
     ResultsError,
     fingerprint,
@@ -41,6 +42,7 @@ NAV = [
     ("documents", "Documents vs measured"),
     ("quality", "Quality"),
     ("throughput", "Throughput"),
+    ("peers", "Your own code"),
     ("parity", "Parity"),
     ("plots", "Plots"),
     ("problems", "Problems"),
@@ -164,6 +166,10 @@ def throughput(runs: list[dict]) -> str:
     )
 
 
+def peers(runs: list[dict]) -> str:
+    return _render("peers.html.j2", rows=peers_table(runs))
+
+
 def parity(runs: list[dict]) -> str:
     return _render("parity.html.j2", rows=tables.parity_table(runs), reference=reference_name(runs))
 
@@ -214,6 +220,7 @@ def render(results_dir: str | Path) -> str:
         documents_vs_measured(runs),
         quality(runs),
         throughput(runs),
+        peers(runs),
         parity(runs),
         plot_gallery(runs, results_dir),
         problems(runs, devices, results_dir),
