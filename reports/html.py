@@ -21,7 +21,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from reports import plots, tables
+from reports import plots, sweep_plots, sweeps, tables
 from reports.results import (
     ResultsError,
     fingerprint,
@@ -41,6 +41,7 @@ NAV = [
     ("documents", "Documents vs measured"),
     ("quality", "Quality"),
     ("throughput", "Throughput"),
+    ("sweeps", "Where the time goes"),
     ("parity", "Parity"),
     ("plots", "Plots"),
     ("problems", "Problems"),
@@ -164,6 +165,22 @@ def throughput(runs: list[dict]) -> str:
     )
 
 
+def where_the_time_goes(results_dir: Path) -> str:
+    found = sweeps.load_sweeps(results_dir)
+    charts = [_fig(fig, alt, reading) for fig, alt, reading in sweep_plots.sweep_figures(found)]
+    first = found[0] if found else {}
+    return _render(
+        "sweeps.html.j2",
+        rows=sweeps.overhead_rows(found),
+        charts=charts,
+        never=sweeps.NEVER,
+        practical=sweeps.PRACTICAL,
+        batch_sizes=first.get("batch_sizes") or [],
+        widths=first.get("widths") or [],
+        data=first.get("data"),
+    )
+
+
 def parity(runs: list[dict]) -> str:
     return _render("parity.html.j2", rows=tables.parity_table(runs), reference=reference_name(runs))
 
@@ -214,6 +231,7 @@ def render(results_dir: str | Path) -> str:
         documents_vs_measured(runs),
         quality(runs),
         throughput(runs),
+        where_the_time_goes(results_dir),
         parity(runs),
         plot_gallery(runs, results_dir),
         problems(runs, devices, results_dir),
@@ -253,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or str(Path(args.results) / "report" / "index.html")
     try:
         path = write_report(args.results, out, args.plots)
-    except ResultsError as e:
+    except (ResultsError, sweeps.SweepFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
