@@ -7,6 +7,8 @@ wildcard_constraints:
 
 
 rule sweep:
+    wildcard_constraints:
+        backend="|".join(sorted({re.escape(b) for _, b, _ in PLAN.sweep_jobs})) or "NONE",
     input:
         machine="results/machine.json",
         store=STORE,
