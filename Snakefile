@@ -20,6 +20,7 @@ configfile: str(REPO / "config" / "config.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/datasets.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/sweep.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -27,4 +28,5 @@ rule all:
     input:
         "results/report/index.html",
         "results/summary.csv",
+        SWEEP_OUTPUTS,
     default_target: True

@@ -21,7 +21,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from reports import plots, tables
+from reports import plots, sweep_plots, sweeps, tables
 from reports.peers import peers_table
 from reports.results import (
     ResultsError,
@@ -43,6 +43,7 @@ NAV = [
     ("quality", "Quality"),
     ("throughput", "Throughput"),
     ("peers", "Your own code"),
+    ("sweeps", "Where the time goes"),
     ("parity", "Parity"),
     ("plots", "Plots"),
     ("problems", "Problems"),
@@ -170,6 +171,22 @@ def peers(runs: list[dict]) -> str:
     return _render("peers.html.j2", rows=peers_table(runs))
 
 
+def where_the_time_goes(results_dir: Path) -> str:
+    found = sweeps.load_sweeps(results_dir)
+    charts = [_fig(fig, alt, reading) for fig, alt, reading in sweep_plots.sweep_figures(found)]
+    first = found[0] if found else {}
+    return _render(
+        "sweeps.html.j2",
+        rows=sweeps.overhead_rows(found),
+        charts=charts,
+        never=sweeps.NEVER,
+        practical=sweeps.PRACTICAL,
+        batch_sizes=first.get("batch_sizes") or [],
+        widths=first.get("widths") or [],
+        data=first.get("data"),
+    )
+
+
 def parity(runs: list[dict]) -> str:
     return _render("parity.html.j2", rows=tables.parity_table(runs), reference=reference_name(runs))
 
@@ -221,6 +238,7 @@ def render(results_dir: str | Path) -> str:
         quality(runs),
         throughput(runs),
         peers(runs),
+        where_the_time_goes(results_dir),
         parity(runs),
         plot_gallery(runs, results_dir),
         problems(runs, devices, results_dir),
@@ -260,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or str(Path(args.results) / "report" / "index.html")
     try:
         path = write_report(args.results, out, args.plots)
-    except ResultsError as e:
+    except (ResultsError, sweeps.SweepFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

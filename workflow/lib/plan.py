@@ -28,6 +28,10 @@ class Plan:
     jobs: list[tuple[str, str, str]]  # (experiment, backend, device)
     devices: dict[str, dict]  # backend -> {"devices": [...], "gpu": bool, "reason": str}
     notes: list[str] = field(default_factory=list)
+    sweep_jobs: list[tuple[str, str, str]] = field(default_factory=list)  # (sweep, backend, device)
+
+    def sweep_files(self, results: str = "results") -> list[str]:
+        return [f"{results}/sweeps/{s}/{b}-{d}.json" for s, b, d in self.sweep_jobs]
 
     @property
     def datasets(self) -> list[str]:
@@ -99,12 +103,39 @@ def plan_from_config(config: dict, repo: Path) -> Plan:
     if backends.REFERENCE not in names:
         notes.append(f"the reference backend {backends.REFERENCE!r} is not in `backends:`: no parity figures")
 
-    devices = resolve_devices(names, config["devices"])
+    swept = sweep_backends(config, names)
+    every = resolve_devices(list(dict.fromkeys([*names, *swept])), config["devices"])
+    devices = {b: every[b] for b in names}
     jobs = [(e.name, b, d) for e in chosen for b in names for d in devices[b]["devices"]]
-    for b, info in devices.items():
+    sweep_jobs = [(s, b, d) for s in config["sweeps"]["specs"] for b in swept for d in every[b]["devices"]]
+    for b, info in every.items():
         if info.get("reason"):
             notes.append(f"{b}: {info['reason']}")
-    return Plan({e.name: e for e in chosen}, list(names), jobs, devices, notes)
+    return Plan({e.name: e for e in chosen}, list(names), jobs, devices, notes, sweep_jobs)
+
+
+def sweep_backends(config: dict, names: list[str]) -> list[str]:
+    """The backends of the sweeps (none when sweeps are off): sweeps.backends, or by default every
+    backend of `backends:` but the reference, plus `fused` (the practical ceiling) where it is installed."""
+    sweeps = config["sweeps"]
+    if not sweeps["enabled"]:
+        return []
+    chosen = sweeps["backends"]
+    if chosen is None:
+        chosen = [b for b in names if b != backends.REFERENCE]
+        if "fused" in backends.REGISTRY and "fused" not in chosen and backends.is_available("fused"):
+            chosen.append("fused")
+    unknown = [b for b in chosen if b not in backends.REGISTRY]
+    if unknown:
+        known = ", ".join(backends.REGISTRY)
+        raise PlanError(f"unknown backend(s) {unknown} in `sweeps.backends:`; registered backends: {known}")
+    unavailable = [b for b in chosen if not backends.is_available(b)]
+    if unavailable:
+        raise PlanError(
+            f"sweep backend(s) {unavailable} are registered but their framework is not installed ({sys.executable}); "
+            "install requirements.txt or remove them from `sweeps.backends:`"
+        )
+    return chosen
 
 
 def resolve_devices(names: list[str], wanted: list[str]) -> dict[str, dict]:

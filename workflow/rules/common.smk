@@ -16,6 +16,8 @@ except PlanError as e:
 # working directory.
 PY = f"PYTHONPATH={shlex.quote(str(REPO))} {shlex.quote(sys.executable)}"
 STORE = "results/mlflow/.store-ready"
+# The sweep tables when sweeps are on (workflow/rules/sweep.smk), else nothing.
+SWEEP_OUTPUTS = ["results/sweeps/summary.csv", "results/sweeps/overheads.csv"] if PLAN.sweep_jobs else []
 CONDA_ENV = "../../environment.yml"
 for note in PLAN.notes:
     print(f"fwbench: {note}", file=sys.stderr)

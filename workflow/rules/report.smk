@@ -38,6 +38,7 @@ rule report:
         config=rules.config_record.output.config,
         machine=rules.calibrate.output[0],
         devices=rules.config_record.output.devices,
+        sweeps=SWEEP_OUTPUTS,
     output:
         html=report("results/report/index.html", caption="../report/index.rst", category="Report"),
         plots=report(
