@@ -13,12 +13,25 @@ def config(**over) -> dict:
     return cfg
 
 
-def test_default_config_plans_every_experiment_on_every_backend():
-    plan = plan_from_config(config(), ROOT)
+def test_default_config_plans_every_experiment_on_every_backend_and_the_peers_on_theirs():
+    cfg = config()
+    plan = plan_from_config(cfg, ROOT)
     assert "mnist10k-mlp" in plan.experiments and "mnist-mlp" not in plan.experiments
-    assert len(plan.jobs) == len(plan.experiments) * len(plan.backends)
+    peers = cfg["peers"]
+    assert peers["backends"] and set(plan.backends) == set(cfg["backends"]) | set(peers["backends"])
+    expected = {(e, b) for e in plan.experiments for b in cfg["backends"]}
+    expected |= {(e, b) for e in peers["experiments"] for b in peers["backends"]}
+    assert {(e, b) for e, b, _ in plan.jobs} == expected and len(plan.jobs) == len(expected)
     assert {d for _, _, d in plan.jobs} == {"cpu"}
     assert "mnist10k" in plan.datasets and "hotels" in plan.datasets
+
+
+def test_peers_name_catalogue_experiments_and_skip_the_ones_not_run():
+    with pytest.raises(PlanError, match="peers.experiments .'no-such'. are not in the catalogue"):
+        plan_from_config(config(peers={"backends": ["keras-jax"], "experiments": ["no-such"]}), ROOT)
+    plan = plan_from_config(config(experiments=["moons-mlp"]), ROOT)
+    assert any("mnist10k-mlp" in n and "not run" in n for n in plan.notes)
+    assert ("moons-mlp", "keras-jax", "cpu") in plan.jobs
 
 
 def test_full_mnist_without_files_skips_its_experiment_with_a_clear_note(tmp_path):

@@ -88,25 +88,41 @@ def plan_from_config(config: dict, repo: Path) -> Plan:
                     "files in a directory and set mnist_dir to it, or set full_mnist: false to use mnist10k"
                 )
 
-    names = config["backends"]
+    peers = config["peers"]
+    names = list(dict.fromkeys([*config["backends"], *peers["backends"]]))
     unknown = [b for b in names if b not in backends.REGISTRY]
     if unknown:
         raise PlanError(
-            f"unknown backend(s) {unknown} in config `backends:`; registered backends: {', '.join(backends.REGISTRY)}"
+            f"unknown backend(s) {unknown} in config `backends:` or `peers.backends:`; registered backends: "
+            f"{', '.join(backends.REGISTRY)}"
         )
     unavailable = [b for b in names if not backends.is_available(b)]
     if unavailable:
         raise PlanError(
             f"backend(s) {unavailable} are registered but their framework is not installed in this environment "
-            f"({sys.executable}); install requirements.txt or remove them from `backends:`"
+            f"({sys.executable}); install requirements.txt or remove them from `backends:` / `peers.backends:`"
         )
     if backends.REFERENCE not in names:
         notes.append(f"the reference backend {backends.REFERENCE!r} is not in `backends:`: no parity figures")
 
-    swept = sweep_backends(config, names)
+    unknown_exp = [e for e in peers["experiments"] if e not in catalogue]
+    if unknown_exp:
+        raise PlanError(
+            f"peers.experiments {unknown_exp} are not in the catalogue {config['catalogue']}; "
+            f"use names from it, e.g. {', '.join(list(catalogue)[:3])}"
+        )
+    idle = [e for e in peers["experiments"] if e not in {x.name for x in chosen}]
+    if idle and peers["backends"]:
+        notes.append(f"peers.experiments {idle} are not run by this config: no peer jobs for them")
+
+    def runs(exp: str, backend: str) -> bool:
+        """Every experiment on `backends:`; the peers only on peers.experiments."""
+        return backend in config["backends"] or exp in peers["experiments"]
+
+    swept = sweep_backends(config, config["backends"])
     every = resolve_devices(list(dict.fromkeys([*names, *swept])), config["devices"])
     devices = {b: every[b] for b in names}
-    jobs = [(e.name, b, d) for e in chosen for b in names for d in devices[b]["devices"]]
+    jobs = [(e.name, b, d) for e in chosen for b in names if runs(e.name, b) for d in devices[b]["devices"]]
     sweep_jobs = [(s, b, d) for s in config["sweeps"]["specs"] for b in swept for d in every[b]["devices"]]
     for b, info in every.items():
         if info.get("reason"):
