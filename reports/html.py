@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import math
 import sys
@@ -21,7 +22,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from reports import plots, tables
+from reports import overview, plots, tables
 from reports.results import (
     ResultsError,
     fingerprint,
@@ -36,6 +37,7 @@ from reports.results import (
 HERE = Path(__file__).parent
 CSS = (HERE / "report.css").read_text()
 NAV = [
+    ("overview", "Overview"),
     ("run", "What was run"),
     ("environment", "Environment"),
     ("documents", "Documents vs measured"),
@@ -104,6 +106,8 @@ TEMPLATES.globals.update(
     status_kind=status_kind,
     deviation_class=deviation_class,
     fingerprint_index=fingerprint_index,
+    speed_class=overview.speed_class,
+    mlflow_link=overview.mlflow_link,
 )
 
 
@@ -111,16 +115,37 @@ def _render(template: str, **data: Any) -> str:
     return TEMPLATES.get_template(template).render(**data)
 
 
-def figure(png: bytes, alt: str, caption: str = "") -> dict:
-    """An image for the templates: a PNG as a data URI, its alt text and caption."""
-    return {"uri": "data:image/png;base64," + base64.b64encode(png).decode("ascii"), "alt": alt, "caption": caption}
+class Images:
+    """The page's images, each embedded once: a repeated image becomes a link to its first figure."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, str] = {}
+
+    def figure(self, png: bytes, alt: str, caption: str = "") -> dict:
+        """An image for the templates: a compressed PNG as a data URI (uri None if shown before: same_as its id)."""
+        digest = hashlib.sha256(png).hexdigest()[:12]
+        if digest in self.seen:
+            return {"uri": None, "same_as": self.seen[digest], "id": None, "alt": alt, "caption": caption}
+        self.seen[digest] = f"img-{digest}"
+        uri = "data:image/png;base64," + base64.b64encode(plots.compress_png(png)).decode("ascii")
+        return {"uri": uri, "same_as": None, "id": self.seen[digest], "alt": alt, "caption": caption}
 
 
-def _fig(fig, alt: str, caption: str = "") -> dict | None:
-    return None if fig is None else figure(plots.png_bytes(fig), alt, caption)
+def _fig(fig, alt: str, caption: str, images: Images) -> dict | None:
+    return None if fig is None else images.figure(plots.png_bytes(fig), alt, caption)
 
 
 # -- sections: each renders its template from its table rows ----------------------------------
+
+
+def first_screen(runs: list[dict]) -> str:
+    """The matrix experiments x runs coloured by speed relative to the fastest, the documents' verdicts beside it."""
+    levels = overview.SPEED_LEVELS
+    legend = [("sp0", "1.00")] + [(f"sp{i}", f"≥ {v:g}") for i, v in enumerate(levels[1:], 1)]
+    legend.append((f"sp{len(levels)}", f"< {levels[-1]:g}"))
+    return _render(
+        "overview.html.j2", matrix=overview.speed_matrix(runs), legend=legend, mlflow=overview.mlflow_stores(runs)
+    )
 
 
 def what_was_run(runs: list[dict], results_dir: Path) -> str:
@@ -152,10 +177,10 @@ def quality(runs: list[dict]) -> str:
     return _render("quality.html.j2", classification=classification, regression=regression)
 
 
-def throughput(runs: list[dict]) -> str:
-    charts = [
-        _fig(plots.throughput_bars(rs), f"throughput of {exp}", exp) for exp, rs in tables.by_experiment(runs).items()
-    ]
+def throughput(runs: list[dict], images: Images | None = None) -> str:
+    images = images or Images()
+    groups = tables.by_experiment(runs).items()
+    charts = [_fig(plots.throughput_bars(rs), f"throughput of {exp}", exp, images) for exp, rs in groups]
     return _render(
         "throughput.html.j2",
         rows=tables.throughput_table(runs),
@@ -168,21 +193,26 @@ def parity(runs: list[dict]) -> str:
     return _render("parity.html.j2", rows=tables.parity_table(runs), reference=reference_name(runs))
 
 
-def plot_gallery(runs: list[dict], results_dir: Path) -> str:
+def plot_gallery(runs: list[dict], results_dir: Path, images: Images | None = None) -> str:
+    images = images or Images()
     datasets = []
     for ds, rs in plots.by_dataset(runs).items():
         png = results_dir / "datasets" / f"{ds}.png"
         shown = (
-            [figure(png.read_bytes(), f"dataset {ds}", f"dataset {ds} (results/datasets/{ds}.png)")]
+            [images.figure(png.read_bytes(), f"dataset {ds}", f"dataset {ds} (results/datasets/{ds}.png)")]
             if png.is_file()
             else []
         )
         boundaries = plots.decision_boundaries(rs, plots.dataset_points(results_dir, ds))
-        shown.append(_fig(boundaries, f"decision regions on {ds}", f"{ds}: predicted class over the input plane"))
+        shown.append(
+            _fig(boundaries, f"decision regions on {ds}", f"{ds}: predicted class over the input plane", images)
+        )
         datasets.append({"name": ds, "figures": [f for f in shown if f]})
     groups = tables.by_experiment(runs)
-    losses = [_fig(plots.loss_curves(rs), f"loss curves of {exp}", exp) for exp, rs in groups.items()]
-    cms = [_fig(plots.confusion_matrices(rs), f"confusion matrices of {exp}", exp) for exp, rs in groups.items()]
+    losses = [_fig(plots.loss_curves(rs), f"loss curves of {exp}", exp, images) for exp, rs in groups.items()]
+    cms = [
+        _fig(plots.confusion_matrices(rs), f"confusion matrices of {exp}", exp, images) for exp, rs in groups.items()
+    ]
     return _render(
         "plots.html.j2",
         datasets=datasets,
@@ -208,14 +238,16 @@ def render(results_dir: str | Path) -> str:
     results_dir = Path(results_dir)
     runs = load_runs(results_dir)
     devices = load_devices(results_dir)
+    images = Images()
     sections = [
+        first_screen(runs),
         what_was_run(runs, results_dir),
         environment(runs, results_dir),
         documents_vs_measured(runs),
         quality(runs),
-        throughput(runs),
+        throughput(runs, images),
         parity(runs),
-        plot_gallery(runs, results_dir),
+        plot_gallery(runs, results_dir, images),
         problems(runs, devices, results_dir),
     ]
     return _render(
@@ -225,6 +257,7 @@ def render(results_dir: str | Path) -> str:
         results_dir=str(results_dir),
         runs_dir=str(results_dir / "runs"),
         n=tables.status_counts(runs),
+        machine=overview.machine_line(runs, load_optional_json(results_dir / "machine.json")),
         nav=NAV,
         sections=[Markup(s) for s in sections],  # rendered (and escaped) by their own templates
     )
