@@ -1,10 +1,14 @@
 """The HTML report: one self-contained page (inline CSS, images as data URIs, no scripts, no requests).
 
     python -m reports.html --results results --out results/report/index.html [--plots DIR]
+    python -m reports.html --results results --against OTHER_RESULTS [--out results/report/compare.html]
 
-Sections: what was run, environment, documents vs measured, quality, throughput, parity,
-plots, problems. The rows come from reports/tables.py, the markup from reports/templates/,
-the colours from reports/report.css.
+The first screen: a matrix experiments x runs coloured by training speed relative to the fastest run,
+the documents' verdicts beside it and the machine line (reports/overview.py). Then, one click away:
+what was run, environment, documents vs measured, quality, throughput, parity, plots, problems. The
+rows come from reports/tables.py, the markup from reports/templates/, the colours from
+reports/report.css. With --against, a comparison page instead: what moved between two results
+trees (reports/compare.py, templates/compare.html.j2).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from reports import overview, plots, tables
+from reports import compare, overview, plots, tables
 from reports.results import (
     ResultsError,
     fingerprint,
@@ -46,6 +50,13 @@ NAV = [
     ("parity", "Parity"),
     ("plots", "Plots"),
     ("problems", "Problems"),
+]
+COMPARE_NAV = [
+    ("cmp-speed", "Speed"),
+    ("cmp-quality", "Quality"),
+    ("cmp-parity", "Parity"),
+    ("cmp-environment", "Environments"),
+    ("cmp-runs", "Runs"),
 ]
 METRIC_TITLES = {"f1": "F1", "mse": "MSE", "mae": "MAE", "r2": "R²"}
 FINGERPRINT_COLOURS = 5  # report.css: code.fp0 ... code.fp4
@@ -101,7 +112,7 @@ TEMPLATES = jinja2.Environment(
 TEMPLATES.filters.update(fmt=fmt, compact=compact)
 TEMPLATES.tests["finite"] = finite
 TEMPLATES.globals.update(
-    titles=dict(NAV),
+    titles=dict(NAV + COMPARE_NAV),
     metric_titles=METRIC_TITLES,
     status_kind=status_kind,
     deviation_class=deviation_class,
@@ -263,6 +274,21 @@ def render(results_dir: str | Path) -> str:
     )
 
 
+def render_comparison(results_dir: str | Path, against: str | Path) -> str:
+    """The comparison page of two results trees: this (results_dir) against the other."""
+    this, other = load_runs(results_dir), load_runs(against)
+    return _render(
+        "compare.html.j2",
+        css=Markup(CSS),
+        c=compare.compare(this, other),
+        band=compare.SPEED_BAND,
+        when=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        this_dir=str(results_dir),
+        other_dir=str(against),
+        nav=COMPARE_NAV,
+    )
+
+
 def write_report(results_dir: str | Path, out: str | Path, plots_dir: str | Path | None = None) -> Path:
     """Write the page; with plots_dir also every figure as its own PNG (for snakemake --report)."""
     page = render(results_dir)
@@ -278,14 +304,24 @@ def write_report(results_dir: str | Path, out: str | Path, plots_dir: str | Path
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m reports.html", description=__doc__.splitlines()[0])
     ap.add_argument("--results", default="results", help="the pipeline's results directory (default: results)")
-    ap.add_argument("--out", default=None, help="the page to write (default: RESULTS/report/index.html)")
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="the page to write (default: RESULTS/report/index.html, or RESULTS/report/compare.html with --against)",
+    )
     ap.add_argument(
         "--plots", "--figures", dest="plots", default=None, help="also write every figure as a PNG into this directory"
     )
+    ap.add_argument("--against", default=None, help="another results directory: write what moved between the two")
     args = ap.parse_args(argv)
-    out = args.out or str(Path(args.results) / "report" / "index.html")
+    out = args.out or str(Path(args.results) / "report" / ("compare.html" if args.against else "index.html"))
     try:
-        path = write_report(args.results, out, args.plots)
+        if args.against:
+            path = Path(out)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render_comparison(args.results, args.against), encoding="utf-8")
+        else:
+            path = write_report(args.results, out, args.plots)
     except ResultsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
