@@ -1,6 +1,7 @@
 """The CI regression check: compare a run's results with reports/baselines.json.
 
     python -m reports.check --results results --baselines reports/baselines.json [--fail-on-throughput]
+        [--junit results/check.junit.xml] [--markdown results/check.md]
 
 Fails (exit 1, with a table of what regressed) when any run failed or diverged, did not honour
 its thread count (CPU/wall above threads x 1.15 in a timed section), or claims a speed above the
@@ -14,6 +15,8 @@ same pipeline run (see reports.baselines); a ratio that moved by more than the s
 flagged, and fails only with --fail-on-throughput or "throughput": {"fail": true} in the
 baselines. Ratios of runs whose environment fingerprint differs from the recorded one are
 printed as not comparable. Exit 0 with "all N checks passed" otherwise; exit 2 on bad input.
+Beside the printed table, every check goes to a JUnit XML file (a test case each, for CI test
+views) and, with --markdown, to a markdown summary (reports/check_report.py writes both).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from reports import check_report
 from reports.results import (
     ResultsError,
     fingerprint,
@@ -235,7 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baselines", default="reports/baselines.json", help="the baselines file")
     ap.add_argument("--fail-on-throughput", action="store_true", help="a flagged throughput ratio fails the check")
     ap.add_argument("--verbose", action="store_true", help="print every check, not only failures and notes")
+    ap.add_argument(
+        "--junit", default=None, help="JUnit XML of every check (default: RESULTS/check.junit.xml; '' writes none)"
+    )
+    ap.add_argument("--markdown", default=None, help="also write the summary and table as markdown to this file")
     args = ap.parse_args(argv)
+    junit = Path(args.results) / "check.junit.xml" if args.junit is None else (Path(args.junit) if args.junit else None)
     try:
         baselines = load_baselines(args.baselines)
         runs = load_runs(args.results)
@@ -250,12 +259,17 @@ def main(argv: list[str] | None = None) -> int:
     if shown:
         print(table(shown))
         print()
-    if failed:
-        print(f"{len(failed)} of {len(counted)} checks failed (baselines: {args.baselines})")
-        return 1
     notes = len([r for r in rows if r.note])
-    print(f"all {len(counted)} checks passed" + (f" ({notes} note(s) above)" if notes else ""))
-    return 0
+    if failed:
+        summary = f"{len(failed)} of {len(counted)} checks failed (baselines: {args.baselines})"
+    else:
+        summary = f"all {len(counted)} checks passed" + (f" ({notes} note(s) above)" if notes else "")
+    if junit:
+        check_report.write_junit(rows, junit, args.baselines)
+    if args.markdown:
+        check_report.write_markdown(rows, summary, args.markdown, args.verbose)
+    print(summary)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -1,16 +1,21 @@
 """The HTML report: one self-contained page (inline CSS, images as data URIs, no scripts, no requests).
 
     python -m reports.html --results results --out results/report/index.html [--plots DIR]
+    python -m reports.html --results results --against OTHER_RESULTS [--out results/report/compare.html]
 
-Sections: what was run, environment, documents vs measured, quality, throughput, parity,
-plots, problems. The rows come from reports/tables.py, the markup from reports/templates/,
-the colours from reports/report.css.
+The first screen: a matrix experiments x runs coloured by training speed relative to the fastest run,
+the documents' verdicts beside it and the machine line (reports/overview.py). Then, one click away:
+what was run, environment, documents vs measured, quality, throughput, parity, plots, problems. The
+rows come from reports/tables.py, the markup from reports/templates/, the colours from
+reports/report.css. With --against, a comparison page instead: what moved between two results
+trees (reports/compare.py, templates/compare.html.j2).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import math
 import sys
@@ -21,7 +26,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from reports import plots, sweep_plots, sweeps, tables
+from reports import compare, overview, plots, sweep_plots, sweeps, tables
 from reports.peers import peers_table
 from reports.results import (
     ResultsError,
@@ -37,6 +42,7 @@ from reports.results import (
 HERE = Path(__file__).parent
 CSS = (HERE / "report.css").read_text()
 NAV = [
+    ("overview", "Overview"),
     ("run", "What was run"),
     ("environment", "Environment"),
     ("documents", "Documents vs measured"),
@@ -47,6 +53,13 @@ NAV = [
     ("parity", "Parity"),
     ("plots", "Plots"),
     ("problems", "Problems"),
+]
+COMPARE_NAV = [
+    ("cmp-speed", "Speed"),
+    ("cmp-quality", "Quality"),
+    ("cmp-parity", "Parity"),
+    ("cmp-environment", "Environments"),
+    ("cmp-runs", "Runs"),
 ]
 METRIC_TITLES = {"f1": "F1", "mse": "MSE", "mae": "MAE", "r2": "R²"}
 FINGERPRINT_COLOURS = 5  # report.css: code.fp0 ... code.fp4
@@ -102,11 +115,13 @@ TEMPLATES = jinja2.Environment(
 TEMPLATES.filters.update(fmt=fmt, compact=compact)
 TEMPLATES.tests["finite"] = finite
 TEMPLATES.globals.update(
-    titles=dict(NAV),
+    titles=dict(NAV + COMPARE_NAV),
     metric_titles=METRIC_TITLES,
     status_kind=status_kind,
     deviation_class=deviation_class,
     fingerprint_index=fingerprint_index,
+    speed_class=overview.speed_class,
+    mlflow_link=overview.mlflow_link,
 )
 
 
@@ -114,16 +129,37 @@ def _render(template: str, **data: Any) -> str:
     return TEMPLATES.get_template(template).render(**data)
 
 
-def figure(png: bytes, alt: str, caption: str = "") -> dict:
-    """An image for the templates: a PNG as a data URI, its alt text and caption."""
-    return {"uri": "data:image/png;base64," + base64.b64encode(png).decode("ascii"), "alt": alt, "caption": caption}
+class Images:
+    """The page's images, each embedded once: a repeated image becomes a link to its first figure."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, str] = {}
+
+    def figure(self, png: bytes, alt: str, caption: str = "") -> dict:
+        """An image for the templates: a compressed PNG as a data URI (uri None if shown before: same_as its id)."""
+        digest = hashlib.sha256(png).hexdigest()[:12]
+        if digest in self.seen:
+            return {"uri": None, "same_as": self.seen[digest], "id": None, "alt": alt, "caption": caption}
+        self.seen[digest] = f"img-{digest}"
+        uri = "data:image/png;base64," + base64.b64encode(plots.compress_png(png)).decode("ascii")
+        return {"uri": uri, "same_as": None, "id": self.seen[digest], "alt": alt, "caption": caption}
 
 
-def _fig(fig, alt: str, caption: str = "") -> dict | None:
-    return None if fig is None else figure(plots.png_bytes(fig), alt, caption)
+def _fig(fig, alt: str, caption: str, images: Images) -> dict | None:
+    return None if fig is None else images.figure(plots.png_bytes(fig), alt, caption)
 
 
 # -- sections: each renders its template from its table rows ----------------------------------
+
+
+def first_screen(runs: list[dict]) -> str:
+    """The matrix experiments x runs coloured by speed relative to the fastest, the documents' verdicts beside it."""
+    levels = overview.SPEED_LEVELS
+    legend = [("sp0", "1.00")] + [(f"sp{i}", f"≥ {v:g}") for i, v in enumerate(levels[1:], 1)]
+    legend.append((f"sp{len(levels)}", f"< {levels[-1]:g}"))
+    return _render(
+        "overview.html.j2", matrix=overview.speed_matrix(runs), legend=legend, mlflow=overview.mlflow_stores(runs)
+    )
 
 
 def what_was_run(runs: list[dict], results_dir: Path) -> str:
@@ -155,10 +191,10 @@ def quality(runs: list[dict]) -> str:
     return _render("quality.html.j2", classification=classification, regression=regression)
 
 
-def throughput(runs: list[dict]) -> str:
-    charts = [
-        _fig(plots.throughput_bars(rs), f"throughput of {exp}", exp) for exp, rs in tables.by_experiment(runs).items()
-    ]
+def throughput(runs: list[dict], images: Images | None = None) -> str:
+    images = images or Images()
+    groups = tables.by_experiment(runs).items()
+    charts = [_fig(plots.throughput_bars(rs), f"throughput of {exp}", exp, images) for exp, rs in groups]
     return _render(
         "throughput.html.j2",
         rows=tables.throughput_table(runs),
@@ -171,9 +207,9 @@ def peers(runs: list[dict]) -> str:
     return _render("peers.html.j2", rows=peers_table(runs))
 
 
-def where_the_time_goes(results_dir: Path) -> str:
+def where_the_time_goes(results_dir: Path, images: Images) -> str:
     found = sweeps.load_sweeps(results_dir)
-    charts = [_fig(fig, alt, reading) for fig, alt, reading in sweep_plots.sweep_figures(found)]
+    charts = [_fig(fig, alt, reading, images) for fig, alt, reading in sweep_plots.sweep_figures(found)]
     first = found[0] if found else {}
     return _render(
         "sweeps.html.j2",
@@ -191,21 +227,26 @@ def parity(runs: list[dict]) -> str:
     return _render("parity.html.j2", rows=tables.parity_table(runs), reference=reference_name(runs))
 
 
-def plot_gallery(runs: list[dict], results_dir: Path) -> str:
+def plot_gallery(runs: list[dict], results_dir: Path, images: Images | None = None) -> str:
+    images = images or Images()
     datasets = []
     for ds, rs in plots.by_dataset(runs).items():
         png = results_dir / "datasets" / f"{ds}.png"
         shown = (
-            [figure(png.read_bytes(), f"dataset {ds}", f"dataset {ds} (results/datasets/{ds}.png)")]
+            [images.figure(png.read_bytes(), f"dataset {ds}", f"dataset {ds} (results/datasets/{ds}.png)")]
             if png.is_file()
             else []
         )
         boundaries = plots.decision_boundaries(rs, plots.dataset_points(results_dir, ds))
-        shown.append(_fig(boundaries, f"decision regions on {ds}", f"{ds}: predicted class over the input plane"))
+        shown.append(
+            _fig(boundaries, f"decision regions on {ds}", f"{ds}: predicted class over the input plane", images)
+        )
         datasets.append({"name": ds, "figures": [f for f in shown if f]})
     groups = tables.by_experiment(runs)
-    losses = [_fig(plots.loss_curves(rs), f"loss curves of {exp}", exp) for exp, rs in groups.items()]
-    cms = [_fig(plots.confusion_matrices(rs), f"confusion matrices of {exp}", exp) for exp, rs in groups.items()]
+    losses = [_fig(plots.loss_curves(rs), f"loss curves of {exp}", exp, images) for exp, rs in groups.items()]
+    cms = [
+        _fig(plots.confusion_matrices(rs), f"confusion matrices of {exp}", exp, images) for exp, rs in groups.items()
+    ]
     return _render(
         "plots.html.j2",
         datasets=datasets,
@@ -231,16 +272,18 @@ def render(results_dir: str | Path) -> str:
     results_dir = Path(results_dir)
     runs = load_runs(results_dir)
     devices = load_devices(results_dir)
+    images = Images()
     sections = [
+        first_screen(runs),
         what_was_run(runs, results_dir),
         environment(runs, results_dir),
         documents_vs_measured(runs),
         quality(runs),
-        throughput(runs),
+        throughput(runs, images),
         peers(runs),
-        where_the_time_goes(results_dir),
+        where_the_time_goes(results_dir, images),
         parity(runs),
-        plot_gallery(runs, results_dir),
+        plot_gallery(runs, results_dir, images),
         problems(runs, devices, results_dir),
     ]
     return _render(
@@ -250,8 +293,24 @@ def render(results_dir: str | Path) -> str:
         results_dir=str(results_dir),
         runs_dir=str(results_dir / "runs"),
         n=tables.status_counts(runs),
+        machine=overview.machine_line(runs, load_optional_json(results_dir / "machine.json")),
         nav=NAV,
         sections=[Markup(s) for s in sections],  # rendered (and escaped) by their own templates
+    )
+
+
+def render_comparison(results_dir: str | Path, against: str | Path) -> str:
+    """The comparison page of two results trees: this (results_dir) against the other."""
+    this, other = load_runs(results_dir), load_runs(against)
+    return _render(
+        "compare.html.j2",
+        css=Markup(CSS),
+        c=compare.compare(this, other),
+        band=compare.SPEED_BAND,
+        when=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        this_dir=str(results_dir),
+        other_dir=str(against),
+        nav=COMPARE_NAV,
     )
 
 
@@ -270,14 +329,24 @@ def write_report(results_dir: str | Path, out: str | Path, plots_dir: str | Path
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m reports.html", description=__doc__.splitlines()[0])
     ap.add_argument("--results", default="results", help="the pipeline's results directory (default: results)")
-    ap.add_argument("--out", default=None, help="the page to write (default: RESULTS/report/index.html)")
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="the page to write (default: RESULTS/report/index.html, or RESULTS/report/compare.html with --against)",
+    )
     ap.add_argument(
         "--plots", "--figures", dest="plots", default=None, help="also write every figure as a PNG into this directory"
     )
+    ap.add_argument("--against", default=None, help="another results directory: write what moved between the two")
     args = ap.parse_args(argv)
-    out = args.out or str(Path(args.results) / "report" / "index.html")
+    out = args.out or str(Path(args.results) / "report" / ("compare.html" if args.against else "index.html"))
     try:
-        path = write_report(args.results, out, args.plots)
+        if args.against:
+            path = Path(out)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render_comparison(args.results, args.against), encoding="utf-8")
+        else:
+            path = write_report(args.results, out, args.plots)
     except (ResultsError, sweeps.SweepFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

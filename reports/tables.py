@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from reports.overview import mlflow_link
 from reports.results import (
     CLASSIFICATION_METRICS,
     REGRESSION_METRICS,
@@ -82,7 +83,7 @@ def experiments_table(runs: list[dict]) -> list[dict]:
                 "batch_size": spec.get("batch_size"),  # None: full batch
                 "dtype": spec.get("dtype"),
                 "seed": r0.get("seed"),
-                "runs": [{"label": run_label(r), "status": r["status"]} for r in rs],
+                "runs": [{"label": run_label(r), "status": r["status"], "mlflow": mlflow_link(r)} for r in rs],
             }
         )
     return rows

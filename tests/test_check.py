@@ -299,3 +299,53 @@ def test_command_line_entry_points(work):
     header = bad.stdout.splitlines()[0].split()
     assert header == ["experiment", "backend", "metric", "expected", "got", "tolerance", "verdict"]
     assert "REGRESSED" in row(bad.stdout, "moons-mlp", "numpy-cpu", "train.f1")
+
+
+def test_junit_and_markdown_list_every_check(work):
+    import xml.etree.ElementTree as ET
+
+    from reports.results import load_devices, load_runs
+
+    edit(
+        work,
+        "moons-mlp",
+        "torch-cpu",
+        lambda d: d["metrics"]["test"].update(accuracy=d["metrics"]["test"]["accuracy"] - 0.25),
+    )
+    edit(work, "moons-mlp", "jax-eager-cpu", _speed_up(10.0))  # a flagged ratio: a note, not a failure
+    md = work / "summary" / "check.md"
+    code, out = run_check(work, "--markdown", str(md))
+    assert code == 1 and "REGRESSED" in row(out, "moons-mlp", "torch-cpu", "test.accuracy")  # the text table stays
+
+    rows = C.check(
+        load_runs(work / "results"), C.load_baselines(work / "baselines.json"), load_devices(work / "results")
+    )
+    junit = work / "results" / "check.junit.xml"  # the default beside the results
+    suite = ET.parse(junit).getroot().find("testsuite")
+    cases = suite.findall("testcase")
+    assert len(cases) == len(rows) == int(suite.get("tests")) > 20
+    names = [(c.get("classname"), c.get("name")) for c in cases]
+    assert len(set(names)) == len(names), "test case names must be unique"
+    assert [n for n, _ in names] == [r.experiment for r in rows]
+    assert all(name.startswith(f"{r.run}: {r.metric}") for (_, name), r in zip(names, rows))
+    failures = [c for c in cases if c.find("failure") is not None]
+    assert [(c.get("classname"), c.get("name")) for c in failures] == [("moons-mlp", "torch-cpu: test.accuracy")]
+    assert failures[0].find("failure").get("message") == "REGRESSED" and suite.get("failures") == "1"
+    skipped = {
+        (c.get("classname"), c.get("name")): c.find("skipped").get("message")
+        for c in cases
+        if c.find("skipped") is not None
+    }
+    assert "FLAGGED" in skipped[("moons-mlp", "jax-eager-cpu: train speed / numpy-cpu")]
+    assert int(suite.get("skipped")) == len(skipped) == sum(r.note and not r.fails for r in rows)
+    assert all(c.find("system-out").text for c in cases)
+
+    text = md.read_text()
+    assert "1 of " in text and "checks failed" in text
+    table_rows = [line for line in text.splitlines() if line.startswith("| ❌") or line.startswith("| ⚠️")]
+    assert len(table_rows) == sum(r.fails or r.note for r in rows)
+    assert any("torch-cpu" in line and "REGRESSED" in line for line in table_rows)
+
+    other = work / "elsewhere.xml"
+    assert run_check(work, "--junit", str(other))[0] == 1
+    assert len(ET.parse(other).getroot().find("testsuite").findall("testcase")) == len(rows)

@@ -1,0 +1,184 @@
+"""What moved between two results trees ("this" and "other"), as plain rows for reports/templates/compare.html.j2.
+
+- quality: each run's final metrics, this minus other, with the spread over seeds where a cell holds
+  several runs (else the values themselves); a delta beyond the two spreads (any delta without them) moved;
+- speed: each run's median training samples/s, this over other; beyond x/÷ SPEED_BAND it moved; like for
+  like only where both runs carry the same environment fingerprint;
+- parity: each run's loss-curve deviation from the reference and its bound, in both trees;
+- runs: runs present in one tree only, or with another status;
+- environment: the two trees' environments side by side, field by field.
+
+Runs are matched by (experiment, backend-device); a key holds a list (one run per seed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from typing import Any
+
+from reports.overview import groups, median_speed
+from reports.results import SPLITS, fingerprint, metric, num
+from reports.tables import ENV_FIELDS, LOWER_IS_BETTER
+
+QUALITY_METRICS = {"regression": ("mse", "r2"), "classification": ("accuracy", "f1")}
+SPEED_BAND = 1.10  # 10%: the spread beyond which a timing is already called unstable
+
+
+def _stat(values: list[float]) -> dict:
+    """One quality figure over a cell's runs: value (mean), spread (standard deviation over seeds, None for one)."""
+    if not values:
+        return {"value": None, "spread": None, "n": 0, "values": []}
+    spread = statistics.stdev(values) if len(values) > 1 else None
+    return {"value": statistics.fmean(values), "spread": spread, "n": len(values), "values": values}
+
+
+def _metric_values(runs: list[dict], split: str, name: str) -> list[float]:
+    return [v for r in runs if r["status"] == "ok" and (v := metric(r, split, name)) is not None and math.isfinite(v)]
+
+
+def quality_rows(this: list[dict], other: list[dict]) -> list[dict]:
+    """A row per (experiment, run, split, metric) measured in both trees: this, other, delta, moved, better."""
+    a, b = groups(this), groups(other)
+    rows = []
+    for key in sorted(a.keys() & b.keys()):
+        task = "regression" if a[key][0]["task"] == "regression" else "classification"
+        for split in SPLITS:
+            for name in QUALITY_METRICS[task]:
+                x, y = _stat(_metric_values(a[key], split, name)), _stat(_metric_values(b[key], split, name))
+                if x["value"] is None or y["value"] is None:
+                    continue
+                delta = x["value"] - y["value"]
+                noise = (x["spread"] or 0.0) + (y["spread"] or 0.0)
+                rows.append(
+                    {
+                        "experiment": key[0],
+                        "run": key[1],
+                        "split": split,
+                        "metric": name,
+                        "this": x,
+                        "other": y,
+                        "delta": delta,
+                        "moved": abs(delta) > noise,
+                        "better": (delta < 0) if name in LOWER_IS_BETTER else (delta > 0),
+                    }
+                )
+    return rows
+
+
+def _fingerprints(runs: list[dict]) -> list[str]:
+    return sorted({fingerprint(r) or "none" for r in runs})
+
+
+def speed_rows(this: list[dict], other: list[dict]) -> list[dict]:
+    """A row per run timed in both trees: median samples/s each, ratio this/other, moved, like_for_like."""
+    a, b = groups(this), groups(other)
+    rows = []
+    for key in sorted(a.keys() & b.keys()):
+        x, y = median_speed(a[key]), median_speed(b[key])
+        if x is None or y is None:
+            continue
+        ratio = x / y
+        fa, fb = _fingerprints(a[key]), _fingerprints(b[key])
+        rows.append(
+            {
+                "experiment": key[0],
+                "run": key[1],
+                "this": x,
+                "other": y,
+                "ratio": ratio,
+                "moved": ratio > SPEED_BAND or ratio < 1 / SPEED_BAND,
+                "like_for_like": fa == fb and len(fa) == 1,
+                "fingerprints": {"this": fa, "other": fb},
+            }
+        )
+    return rows
+
+
+def _parity(runs: list[dict]) -> dict:
+    values = [num((r.get("parity") or {}).get("max_rel_loss_deviation")) for r in runs if r["status"] == "ok"]
+    bounds = [num((r.get("parity") or {}).get("bound")) for r in runs if r["status"] == "ok"]
+    values = [v for v in values if v is not None]
+    bounds = [v for v in bounds if v is not None]
+    deviation, bound = (max(values) if values else None), (min(bounds) if bounds else None)
+    beyond = deviation is not None and bound is not None and not deviation <= bound
+    return {"deviation": deviation, "bound": bound, "beyond": beyond}
+
+
+def parity_rows(this: list[dict], other: list[dict]) -> list[dict]:
+    """A row per run with a parity figure in either tree: the largest deviation and its bound, this and other."""
+    a, b = groups(this), groups(other)
+    rows = []
+    for key in sorted(a.keys() & b.keys()):
+        x, y = _parity(a[key]), _parity(b[key])
+        if x["deviation"] is None and y["deviation"] is None:
+            continue
+        changed = x["beyond"] != y["beyond"]
+        rows.append({"experiment": key[0], "run": key[1], "this": x, "other": y, "changed": changed})
+    return rows
+
+
+def run_rows(this: list[dict], other: list[dict]) -> list[dict]:
+    """Runs in one tree only, or whose status differs: experiment, run, this and other status (None: absent)."""
+    a, b = groups(this), groups(other)
+    rows = []
+    for key in sorted(a.keys() | b.keys()):
+        x = sorted({r["status"] for r in a.get(key, [])})
+        y = sorted({r["status"] for r in b.get(key, [])})
+        if x != y:
+            rows.append({"experiment": key[0], "run": key[1], "this": x or None, "other": y or None})
+    return rows
+
+
+def _env(runs: list[dict]) -> dict:
+    """The environment most of the runs share."""
+    counts: dict[str, list[dict]] = {}
+    for r in runs:
+        counts.setdefault(fingerprint(r) or "none", []).append(r)
+    rs = max(counts.values(), key=len) if counts else [{}]
+    return {**(rs[0].get("environment") or {}), "device": rs[0].get("device")}
+
+
+def _show(v: Any) -> str:
+    if v is None:
+        return "—"
+    return v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+
+
+def environment_rows(this: list[dict], other: list[dict]) -> list[dict]:
+    """The two trees' main environments side by side: field, this, other, differs (one row per framework version)."""
+    x, y = _env(this), _env(other)
+    rows = [{"field": "fingerprint", "this": _show(x.get("fingerprint")), "other": _show(y.get("fingerprint"))}]
+    for field in ENV_FIELDS:
+        if field == "versions":
+            for lib in sorted({*(x.get("versions") or {}), *(y.get("versions") or {})}):
+                xv, yv = (x.get("versions") or {}).get(lib), (y.get("versions") or {}).get(lib)
+                rows.append({"field": f"version of {lib}", "this": _show(xv), "other": _show(yv)})
+        else:
+            rows.append({"field": field, "this": _show(x.get(field)), "other": _show(y.get(field))})
+    rows.append({"field": "git commit", "this": _show(x.get("git_commit")), "other": _show(y.get("git_commit"))})
+    for row in rows:
+        row["differs"] = row["this"] != row["other"]
+    return rows
+
+
+def compare(this: list[dict], other: list[dict]) -> dict:
+    """Every table of the comparison page, and whether the two trees are like for like (the same fingerprint set)."""
+    speed = speed_rows(this, other)
+    quality = quality_rows(this, other)
+    parity = parity_rows(this, other)
+    return {
+        "like_for_like": _fingerprints(this) == _fingerprints(other),
+        "fingerprints": {"this": _fingerprints(this), "other": _fingerprints(other)},
+        "environment": environment_rows(this, other),
+        "speed": speed,
+        "quality": quality,
+        "parity": parity,
+        "runs": run_rows(this, other),
+        "moved": {
+            "speed": sum(r["moved"] for r in speed),
+            "quality": sum(r["moved"] for r in quality),
+            "parity": sum(r["changed"] for r in parity),
+        },
+    }

@@ -1,0 +1,258 @@
+"""The report's first screen, MLflow links, size budget and the comparison page, on results trees written by
+the pipeline's own runner on real backends (tests/helpers_results.py), edited the way a change would edit them;
+pages are opened in real headless Chromium."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from markupsafe import escape
+
+from reports import compare as K
+from reports import html as H
+from reports import overview as O
+from reports.results import load_runs, run_label, throughput
+from tests.helpers_results import DIVERGING, FAILING, shared_tree
+from tests.paths import ROOT
+from tests.test_report import CHROMIUM_ARGS, PNG, _chromium_or_skip
+
+SIZE_BUDGET = 3_000_000  # bytes: the default report, one self-contained file
+EXTRA_BACKENDS = {"tensorflow": 0.7, "jax": 1.9, "torch-eager": 0.08, "tensorflow-eager": 0.01}  # speed x torch's
+
+
+@pytest.fixture(scope="session")
+def results(tmp_path_factory) -> Path:
+    return shared_tree(tmp_path_factory, seed=0)
+
+
+def scale_speed(run: dict, factor: float) -> None:
+    t = run["timings"]["train_samples_per_s"]
+    for k in ("median", "q1", "q3"):
+        t[k] *= factor
+    t["raw"] = [v * factor for v in t["raw"]]
+
+
+def edit_run(tree: Path, experiment: str, label: str, fn) -> dict:
+    path = tree / "runs" / experiment / f"{label}.json"
+    run = json.loads(path.read_text())
+    fn(run)
+    path.write_text(json.dumps(run))
+    return run
+
+
+@pytest.fixture(scope="session")
+def wide(results, tmp_path_factory) -> Path:
+    """The tree at the CI config's width: every experiment also run by four more backends (copies of its
+    torch run at other speeds), so the matrix has the 7 CPU columns of config/ci.yaml plus the failed GPU run."""
+    tree = tmp_path_factory.mktemp("wide") / "results"
+    shutil.copytree(results, tree)
+    for exp_dir in sorted((tree / "runs").iterdir()):
+        torch = json.loads((exp_dir / "torch-cpu.json").read_text())
+        for backend, factor in EXTRA_BACKENDS.items():
+            run = copy.deepcopy(torch)
+            run.update(
+                backend=backend, framework=backend.split("-")[0], mode="eager" if "eager" in backend else "compiled"
+            )
+            if run["status"] == "ok":
+                scale_speed(run, factor)
+            (exp_dir / f"{backend}-cpu.json").write_text(json.dumps(run))
+    return tree
+
+
+def test_matrix_is_speed_relative_to_the_fastest_with_the_documents_verdict(results):
+    runs = load_runs(results)
+    matrix = O.speed_matrix(runs)
+    assert matrix["labels"][-1] == f"{FAILING[1]}-{FAILING[2]}" and matrix["devices"][0]["device"] == "cpu"
+    assert [r["experiment"] for r in matrix["rows"]] == sorted({r["experiment"] for r in runs})
+    files = {(r["experiment"], run_label(r)): r for r in runs}
+    for row in matrix["rows"]:
+        exp = row["experiment"]
+        speeds = {label: throughput(r, "train") for (e, label), r in files.items() if e == exp}
+        known = {k: v for k, v in speeds.items() if v is not None}
+        if not known:  # the diverged experiment: no speed, no finished run
+            assert row["fastest"] is None and row["verdict"]["kind"] == "unfinished" and exp == DIVERGING
+            continue
+        assert row["fastest"] == {"label": max(known, key=known.get), "median": max(known.values())}
+        for label, cell in row["cells"].items():
+            if (exp, label) not in files:
+                assert cell is None
+            elif label in known:
+                assert cell["ratio"] == pytest.approx(known[label] / max(known.values()))
+                assert cell["median"] == known[label] and cell["n"] == 1
+            else:
+                assert cell["status"] == files[(exp, label)]["status"] != "ok" and cell["ratio"] is None
+        within = [f["within_tolerance"] for (e, _), r in files.items() if e == exp and r["status"] == "ok"
+                  for f in r["reported"]]  # fmt: skip
+        expected = "reproduced" if all(within) else "not" if not any(within) else "partly"
+        assert row["verdict"]["kind"] == expected, (exp, within)
+    kinds = {row["verdict"]["kind"] for row in matrix["rows"]}
+    assert {"reproduced", "not", "unfinished"} <= kinds, "the short runs should meet some documents and miss others"
+    assert [O.speed_class(x) for x in (1.0, 0.9, 0.6, 0.3, 0.2, 0.05, None)] == [
+        "sp0", "sp1", "sp2", "sp3", "sp4", "sp5", "spnone"
+    ]  # fmt: skip
+
+
+def test_first_screen_markup_shows_each_ratio_and_verdict(results):
+    runs = load_runs(results)
+    html = H.first_screen(runs)
+    moons = O.speed_matrix(runs)["rows"][[r["experiment"] for r in O.speed_matrix(runs)["rows"]].index("moons-mlp")]
+    for label, cell in moons["cells"].items():
+        if cell and cell["ratio"] is not None:
+            text = "1.00" if cell["ratio"] >= 0.995 else f"{cell['ratio']:.2f}×"
+            assert re.search(rf'<td class="num sp\d" title="{re.escape(label)}: [^"]*">{re.escape(text)}', html), label
+    assert "✓ reproduced" in html and "✗ not reproduced" in html and "no run finished" in html
+    assert html.count('class="verdict"') == len({r["experiment"] for r in runs})
+    fig = next(r for r in runs if r["experiment"] == "blobs4-softmax")["reported"][0]
+    assert fig["within_tolerance"] is False  # the reference misses it: named in the verdict's tooltip
+    assert str(escape(f"{O._figure_text(fig)}: outside on numpy-cpu")) in html
+
+
+def with_mlflow(runs: list[dict]) -> list[dict]:
+    """The runs as logged to three kinds of store: a tracking server, the embedded SQLite store, and a failed log."""
+    runs = copy.deepcopy(runs)
+    for r in runs:
+        if (r["experiment"], run_label(r)) == ("moons-mlp", "torch-cpu"):
+            r["mlflow"] = {"run_id": "a1b2c3", "experiment_id": "7", "tracking_uri": "https://mlflow.example.org/"}
+        elif r["experiment"] == "moons-mlp" and r["status"] == "ok":
+            r["mlflow"] = {"run_id": f"run-{r['backend']}", "experiment_id": "1",
+                           "tracking_uri": "sqlite:////data/fw bench/mlflow.db"}  # fmt: skip
+        elif r["experiment"] == "moons-logistic" and r["backend"] == "torch":
+            r["mlflow"] = {"error": "OperationalError: database is locked"}
+    return runs
+
+
+def test_every_run_links_to_its_mlflow_run(results):
+    runs = with_mlflow(load_runs(results))
+    url = "https://mlflow.example.org/#/experiments/7/runs/a1b2c3"
+    command = "mlflow ui --backend-store-uri 'sqlite:////data/fw bench/mlflow.db' --port 5000"
+    first, what = H.first_screen(runs), H.what_was_run(runs, results)
+    for html in (first, what):
+        assert f'href="{url}"' in html
+        assert str(escape(f"MLflow run run-numpy: serve the store with `{command}`")) in html
+        assert str(escape("http://127.0.0.1:5000/#/experiments/1/runs/run-numpy")) in html
+        assert "MLflow logging failed: OperationalError: database is locked" in html
+        assert "not logged to MLflow" in html
+    assert '<code class="copy"' in first and str(escape(command)) in first
+    stores = O.mlflow_stores(runs)
+    assert stores["servers"] == ["https://mlflow.example.org"] and stores["commands"] == [command]
+    assert stores["unlogged"] == len(runs) - 3
+    # every run of the "What was run" table carries its link or note
+    assert what.count('class="badge ') == len(runs) and what.count("title=") >= len(runs)
+
+
+def test_comparison_page_finds_a_slower_backend_and_a_changed_metric(results, tmp_path):
+    slower = tmp_path / "slower"
+    shutil.copytree(results, slower)
+    before = json.loads((results / "runs" / "moons-mlp" / "torch-cpu.json").read_text())
+    after = edit_run(slower, "moons-mlp", "torch-cpu", lambda r: scale_speed(r, 1 / 3))
+
+    def lower_accuracy(r: dict) -> None:
+        r["metrics"]["test"]["accuracy"] -= 0.05
+
+    changed = edit_run(slower, "moons-logistic", "jax-eager-cpu", lower_accuracy)
+
+    c = K.compare(load_runs(slower), load_runs(results))
+    moved = [r for r in c["speed"] if r["moved"]]
+    assert [(r["experiment"], r["run"]) for r in moved] == [("moons-mlp", "torch-cpu")]
+    assert moved[0]["ratio"] == pytest.approx(1 / 3) and moved[0]["like_for_like"]
+    assert all(r["ratio"] == 1.0 for r in c["speed"] if not r["moved"])
+    q = [r for r in c["quality"] if r["moved"]]
+    assert [(r["experiment"], r["run"], r["split"], r["metric"]) for r in q] == [
+        ("moons-logistic", "jax-eager-cpu", "test", "accuracy")
+    ]
+    assert q[0]["delta"] == pytest.approx(-0.05) and not q[0]["better"] and q[0]["this"]["spread"] is None
+    assert c["like_for_like"] and not any(r["differs"] for r in c["environment"]) and c["runs"] == []
+
+    out = tmp_path / "compare.html"
+    proc = subprocess.run(
+        [sys.executable, "-m", "reports.html", "--results", str(slower), "--against", str(results), "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    page = out.read_text()
+    speed = page[page.index('<section id="cmp-speed">') : page.index('<section id="cmp-quality">')]
+    row = re.search(r"<tr><td><b>moons-mlp</b></td><td>torch-cpu</td>.*?</tr>", speed, re.S).group(0)
+    assert H.compact(after["timings"]["train_samples_per_s"]["median"]) in row
+    assert H.compact(before["timings"]["train_samples_per_s"]["median"]) in row
+    assert 'class="num worse">×0.33<' in row and "same fingerprint" in row
+    quality = page[page.index('<section id="cmp-quality">') : page.index('<section id="cmp-parity">')]
+    new = changed["metrics"]["test"]["accuracy"]
+    old = json.loads((results / "runs" / "moons-logistic" / "jax-eager-cpu.json").read_text())["metrics"]["test"]
+    cells = (
+        rf'<td class="num">{new:.4f}</td><td class="num">{old["accuracy"]:.4f}</td>\s*<td class="num worse">-0.0500<'
+    )
+    assert re.search(r"<b>moons-logistic</b></td><td>jax-eager-cpu</td><td>test accuracy</td>\s*" + cells, quality)
+    assert "1 speed(s) moved" in page and "1 quality figure(s) moved" in page and "like for like" in page
+    assert "style=" not in page and "<script" not in page
+
+
+def test_comparison_spread_over_seeds_and_other_machines(results):
+    runs = load_runs(results)
+    other = copy.deepcopy(runs)
+    seed1 = copy.deepcopy(next(r for r in runs if (r["experiment"], run_label(r)) == ("moons-mlp", "torch-cpu")))
+    seed1["metrics"]["test"]["accuracy"] += 0.02  # a second seed of the same run: the cell gets a spread
+    for r in other:
+        r["environment"]["fingerprint"] = "feedface"
+        r["environment"]["cpu"] = "another CPU"
+    c = K.compare([*runs, seed1], other)
+    row = next(r for r in c["quality"] if (r["experiment"], r["run"], r["split"], r["metric"])
+               == ("moons-mlp", "torch-cpu", "test", "accuracy"))  # fmt: skip
+    assert row["this"]["n"] == 2 and row["this"]["spread"] == pytest.approx(0.02 / 2**0.5)
+    assert row["delta"] == pytest.approx(0.01) and not row["moved"]  # within the seed spread
+    assert not c["like_for_like"] and not any(r["like_for_like"] for r in c["speed"])
+    differs = {r["field"] for r in c["environment"] if r["differs"]}
+    assert differs == {"fingerprint", "cpu"}
+
+
+def test_report_first_screen_size_and_console_in_headless_chromium(wide, tmp_path):
+    chromium = _chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    out = tmp_path / "report" / "index.html"
+    proc = subprocess.run(
+        [sys.executable, "-m", "reports.html", "--results", str(wide), "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    size = out.stat().st_size
+    assert size <= SIZE_BUDGET, f"the report is {size / 1e6:.2f} MB, over its {SIZE_BUDGET / 1e6:.0f} MB budget"
+    page = out.read_text()
+    uris = re.findall(r'<img[^>]+src="(data:image/png;base64,[^"]+)"', page)
+    assert len(uris) >= 12 and len(set(uris)) == len(uris), "every image is embedded once"
+    errors = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1400, "height": 900})
+            pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            pg.on("pageerror", lambda e: errors.append(str(e)))
+            pg.goto(out.as_uri(), wait_until="load")
+            width = pg.evaluate("document.documentElement.scrollWidth")
+            boxes = pg.evaluate(
+                """() => [...document.querySelectorAll('table.matrix, table.matrix td.verdict, header .machine')]
+                   .map(e => { const b = e.getBoundingClientRect();
+                               return {what: e.className || e.tagName, top: b.top, bottom: b.bottom, right: b.right,
+                                       visible: b.width > 0 && b.height > 0}; })"""
+            )
+            cells = pg.evaluate("document.querySelectorAll('table.matrix td[class*=sp]').length")
+            shot = out.parent / "first-screen.png"
+            pg.screenshot(path=str(shot))  # the viewport: what a reader sees without scrolling
+        finally:
+            browser.close()
+    assert errors == [], f"console errors: {errors}"
+    assert width <= 1400, f"the page is {width}px wide: something overflows horizontally at 1400px"
+    runs = load_runs(wide)
+    assert cells == len({r["experiment"] for r in runs}) * len({run_label(r) for r in runs})
+    verdicts = [b for b in boxes if b["what"] == "verdict"]
+    assert len(verdicts) == len({r["experiment"] for r in runs})
+    outside = [b for b in boxes if not (b["visible"] and b["top"] >= 0 and b["bottom"] <= 900 and b["right"] <= 1400)]
+    assert outside == [], f"not on the first screen (1400x900): {outside}"
+    assert shot.read_bytes().startswith(PNG)
+    print(f"first screen: {shot}; report {size / 1e6:.2f} MB")
