@@ -48,6 +48,12 @@ def available() -> list[str]:
     return [n for n in REGISTRY if is_available(n)]
 
 
+def gpu_capable(name: str) -> bool:
+    """Whether the backend has a CUDA path (without importing its framework or probing a device)."""
+    entry = _entry(name)
+    return bool(getattr(importlib.import_module(entry.module), entry.cls).gpu_capable)
+
+
 def get_backend(name: str, threads: int | None = None) -> Backend:
     entry = _entry(name)
     if not is_available(name):

@@ -26,6 +26,7 @@ class Backend(ABC):
 
     framework: str = ""
     modes: tuple[str, ...] = ("compiled", "eager")
+    gpu_capable: bool = True  # it has a CUDA path; devices() says whether this machine offers one
     parity_epsilon: str | None = None
 
     def __init__(self, name: str, mode: str = "compiled", threads: int | None = None) -> None:

@@ -11,7 +11,6 @@ functions until _kernels() rebinds their module names to numba dispatchers.
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import time
 
@@ -305,6 +304,7 @@ class _Layout:
 class FusedBackend(Backend):
     framework = "numba"
     modes = ("compiled",)
+    gpu_capable = False
 
     def __init__(self, name: str, mode: str = "compiled", threads: int | None = None) -> None:
         super().__init__(name, mode, threads)
@@ -313,13 +313,6 @@ class FusedBackend(Backend):
 
     def devices(self) -> list[str]:
         return ["cpu"]
-
-    def versions(self) -> dict[str, str]:
-        import llvmlite
-        import numba
-
-        versions = {"numba": numba.__version__, "llvmlite": llvmlite.__version__, "numpy": np.__version__}
-        return {**versions, "python": platform.python_version()}
 
     def thread_settings(self) -> dict:
         numba = _kernels(self.threads)

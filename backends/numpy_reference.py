@@ -122,6 +122,7 @@ class Optimizer:
 class NumpyBackend(Backend):
     framework = "numpy"
     modes = ("eager",)
+    gpu_capable = False
 
     def devices(self) -> list[str]:
         return ["cpu"]

@@ -198,16 +198,33 @@ def test_bad_config_stops_with_a_clear_message(tmp_path, override, expected):
     assert not (tmp_path / "results/runs").exists()
 
 
-def test_gpu_jobs_are_not_scheduled_without_a_gpu(tmp_path):
-    """devices: [cpu, gpu] on a machine where no backend sees CUDA: cpu jobs only, never a failure."""
-    cfg = small_config() | {"devices": ["cpu", "gpu"], "backends": ["numpy", "torch"]}
-    proc = snakemake(tmp_path, "-n", "--quiet", "rules", config=cfg)
+def test_auto_schedules_no_gpu_job_without_a_gpu(tmp_path):
+    """devices: [auto] probes this machine: where no backend sees CUDA, cpu jobs only, never a failure."""
     import backends
 
     if "gpu" in backends.get_backend("torch").devices():
         pytest.skip("this machine has a GPU; the skip path is exercised only without one")
+    cfg = small_config() | {"devices": ["auto"], "backends": ["numpy", "torch"]}
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules", config=cfg)
     assert "no gpu job" in proc.stderr
     assert "-gpu.json" not in proc.stdout
+
+
+@pytest.mark.slow
+def test_gpu_jobs_are_planned_without_probing_and_check_their_device_where_they_run(tmp_path):
+    """devices: [cpu, gpu] plans a gpu job for every backend with a CUDA path without probing the
+    planning host (a cluster's submit host has none); the job checks its device where it runs."""
+    import backends
+
+    cfg = small_config() | {"devices": ["cpu", "gpu"], "backends": ["numpy", "torch"], "repeats": 1}
+    plan = snakemake(tmp_path, "-n", config=cfg)
+    assert "backend=torch, device=gpu" in plan.stdout and "backend=numpy, device=gpu" not in plan.stdout
+    if "gpu" in backends.get_backend("torch").devices():
+        pytest.skip("this machine has a GPU: the job would train there; the failure path needs a machine without one")
+    job = f"results/runs/{cfg['experiments'][0]}/torch-gpu.json"
+    snakemake(tmp_path, "--cores", "2", job, config=cfg)
+    result = json.loads((tmp_path / job).read_text())
+    assert result["status"] == "failed" and "sees no 'gpu' device" in result["message"]
 
 
 @pytest.mark.parametrize("tool", ["snakemake-lint", "ruff"])

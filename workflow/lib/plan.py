@@ -155,21 +155,24 @@ def sweep_backends(config: dict, names: list[str]) -> list[str]:
 
 
 def resolve_devices(names: list[str], wanted: list[str]) -> dict[str, dict]:
-    """cpu always where asked; gpu (or auto) only for backends that see a CUDA device.
-    Never an error for want of a GPU: those jobs are not scheduled and the reason is kept."""
-    want_gpu = "gpu" in wanted or "auto" in wanted
+    """cpu where asked. `gpu`: a gpu job for every backend with a CUDA path, without probing this
+    host (a cluster's submit host has no GPU); each job checks its device where it runs and records
+    a failed run if it has none. `auto`: probe here and schedule gpu jobs only where a CUDA device is
+    seen (local runs); never an error for want of a GPU, the reason is kept."""
     want_cpu = "cpu" in wanted or "auto" in wanted
-    seen = probe_gpus(names) if want_gpu else {}
+    probe = "auto" in wanted and "gpu" not in wanted
+    seen = probe_gpus(names) if probe else {}
     out = {}
     for b in names:
         devs = ["cpu"] if want_cpu else []
         reason = ""
-        if want_gpu:
-            info = seen.get(b, {})
-            if info.get("gpu"):
+        if "gpu" in wanted or probe:
+            if not backends.gpu_capable(b):
+                reason = "no gpu job: this backend has no GPU implementation"
+            elif not probe or seen.get(b, {}).get("gpu"):
                 devs.append("gpu")
             else:
-                reason = f"no gpu job: {info.get('reason') or 'no CUDA device seen'}"
+                reason = f"no gpu job: {seen.get(b, {}).get('reason') or 'no CUDA device seen'}"
         out[b] = {"devices": devs, "gpu": "gpu" in devs, "reason": reason}
     return out
 

@@ -1,8 +1,11 @@
 # Configuration: validated, resolved into the jobs to run. Bad input stops here, before any
 # job, with a message that names the key and the fix.
 import json
+import os
 import re
 import shlex
+
+from snakemake.settings.types import DeploymentMethod
 
 import backends
 from workflow.lib.plan import plan_from_config, PlanError
@@ -12,9 +15,13 @@ try:
 except PlanError as e:
     raise WorkflowError(str(e)) from None
 
-# Every job runs `python -m workflow.scripts...` with the repository importable, from any
-# working directory.
-PY = f"PYTHONPATH={shlex.quote(str(REPO))} {shlex.quote(sys.executable)}"
+# Every job runs `python -m ...` with the interpreter of the environment Snakemake gives it: the
+# rule's conda env or container (--sdm conda / apptainer), else the Python running Snakemake, put
+# first on PATH. The repository is importable through a path relative to the working directory, so
+# no job names an absolute path of the machine that planned it.
+PY = f"PYTHONPATH={shlex.quote(os.path.relpath(REPO))}${{PYTHONPATH:+:$PYTHONPATH}} python"
+if not {DeploymentMethod.CONDA, DeploymentMethod.APPTAINER} & set(workflow.deployment_settings.deployment_method):
+    shell.prefix(f'set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:"$PATH"; ')
 STORE = "results/mlflow/.store-ready"
 # The sweep tables when sweeps are on (workflow/rules/sweep.smk), else nothing.
 SWEEP_OUTPUTS = ["results/sweeps/summary.csv", "results/sweeps/overheads.csv"] if PLAN.sweep_jobs else []

@@ -15,6 +15,9 @@ rule dataset:
         py=PY,
         seed=config["seed"],
         mnist_dir=config["mnist_dir"] or "",
+    resources:
+        mem_mb=1000,
+        runtime=10,
     log:
         "results/logs/datasets/{dataset}.log",
     conda:

@@ -9,6 +9,9 @@ rule config_record:
     params:
         config=json.dumps(config),
         devices=json.dumps(PLAN.devices),
+    resources:
+        mem_mb=200,
+        runtime=2,
     log:
         "results/logs/config_record.log",
     run:
@@ -23,6 +26,9 @@ rule summary:
         report("results/summary.csv", caption="../report/summary.rst", category="Summary"),
     params:
         py=PY,
+    resources:
+        mem_mb=1000,
+        runtime=5,
     log:
         "results/logs/summary.log",
     conda:
@@ -49,6 +55,9 @@ rule report:
         ),
     params:
         py=PY,
+    resources:
+        mem_mb=2000,
+        runtime=15,
     log:
         "results/logs/report.log",
     conda:

@@ -28,6 +28,8 @@ rule sweep:
     threads: config["threads"]
     resources:
         gpu=lambda wc: 1 if wc.device == "gpu" else 0,
+        mem_mb=2000,
+        runtime=60,
     benchmark:
         "results/benchmarks/sweeps/{sweep}/{backend}-{device}.tsv"
     log:
@@ -52,6 +54,9 @@ rule sweep_summary:
         overheads="results/sweeps/overheads.csv",
     params:
         py=PY,
+    resources:
+        mem_mb=1000,
+        runtime=5,
     log:
         "results/logs/sweeps/summary.log",
     conda:

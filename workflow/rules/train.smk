@@ -9,6 +9,9 @@ rule mlflow_store:
         py=PY,
         uri=config["mlflow"]["tracking_uri"] or "",
         experiment=config["mlflow"]["experiment"],
+    resources:
+        mem_mb=1000,
+        runtime=10,
     log:
         "results/logs/mlflow_store.log",
     conda:
@@ -25,6 +28,9 @@ rule calibrate:
     params:
         py=PY,
         threads=config["threads"],
+    resources:
+        mem_mb=2000,
+        runtime=10,
     log:
         "results/logs/calibrate.log",
     conda:
@@ -53,8 +59,12 @@ rule train:
         batch=config["inference_batch"],
         scale=config["epochs_scale"],
     threads: config["threads"]
+    # Measured peak RSS of a training job: up to 1.1 GB (TensorFlow); wall up to 2 min on a loaded
+    # 2-core machine. `gpu` is the resource the Slurm executor turns into --gpus.
     resources:
         gpu=lambda wc: 1 if wc.device == "gpu" else 0,
+        mem_mb=2000,
+        runtime=20,
     benchmark:
         "results/benchmarks/{experiment}/{backend}-{device}.tsv"
     log:
