@@ -1,6 +1,6 @@
 # fwbench: every dataset and experiment of the tutorial documents, trained through the
 # PyTorch, TensorFlow and JAX adapters, logged to MLflow, compared in one report.
-#   snakemake --cores all --workflow-profile workflow/profiles/default
+#   snakemake --cores all --workflow-profile profiles/default
 # Layout and contracts: README.md and ../shared/DESIGN.md.
 import sys
 from pathlib import Path
@@ -21,6 +21,12 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/datasets.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
+
+
+# Seconds of work each: on a cluster (profiles/slurm) they run on the submit host, not as jobs.
+localrules:
+    config_record,
+    mlflow_store,
 
 
 rule all:

@@ -27,7 +27,7 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool
         "--directory",
         str(workdir),
         "--workflow-profile",
-        str(ROOT / "workflow/profiles/default"),
+        str(ROOT / "profiles/default"),
         *cfg_args,
         *args,
     ]
