@@ -23,6 +23,15 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
 
 
+# After common.smk's validation: a bad mlflow.tracking_uri stops here, before any job, with the fix.
+from workflow.lib.store import StoreError, resolve_uri
+
+try:
+    resolve_uri(config["mlflow"]["tracking_uri"], "results")
+except StoreError as e:
+    raise WorkflowError(str(e)) from None
+
+
 # Seconds of work each: on a cluster (profiles/slurm) they run on the submit host, not as jobs.
 localrules:
     config_record,

@@ -165,6 +165,7 @@ def test_diverging_run_is_recorded_and_pipeline_goes_on(tmp_path):
         ({"backends": ["numpy", "caffe"]}, "unknown backend"),
         ({"experiments": ["moons-nope"]}, "unknown experiment"),
         ({"devices": ["tpu"]}, "tpu"),
+        ({"mlflow": {"tracking_uri": "mysql://u@h/db", "experiment": "e"}}, "unsupported store 'mysql'"),
     ],
 )
 def test_bad_config_stops_with_a_clear_message(tmp_path, override, expected):

@@ -36,7 +36,7 @@ POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg2")
 FIX = (
     "set mlflow.tracking_uri to null (the embedded SQLite store results/mlflow.db), to http://HOST:PORT "
     "(a running `mlflow server`) or to postgresql://USER:PASSWORD@HOST:PORT/DATABASE, in the config file "
-    "or with --config mlflow='{tracking_uri: http://HOST:PORT, experiment: fwbench}'"
+    "or with --config mlflow='{tracking_uri: http://HOST:PORT}'"
 )
 
 
