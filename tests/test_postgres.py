@@ -131,8 +131,9 @@ def _log(args):
     return log_run(r, [], uri, "direct", results)["run_id"]
 
 
-def test_parallel_writers_straight_to_a_fresh_database(pg, result, tmp_path):
+def test_parallel_writers_straight_to_a_fresh_database(pg, result, tmp_path, monkeypatch):
     """init_store creates the schema and the experiment once; 8 writers then lose no run."""
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root of a SQL store is ./mlruns
     pg.sql("CREATE DATABASE direct OWNER fwbench")
     uri = resolve_uri(pg.uri("direct", "fwbench", PASSWORD), tmp_path)
     results = tmp_path / "results"
@@ -147,10 +148,12 @@ def test_parallel_writers_straight_to_a_fresh_database(pg, result, tmp_path):
     assert all(r.info.status == "FINISHED" for r in runs)
     assert not client.search_runs(["0"], max_results=10)
     assert not (results / "mlflow.db").exists() and not (results / "mlflow.db.lock").exists()
+    assert client.get_experiment(exp_id).artifact_location == (tmp_path / "mlruns" / exp_id).as_uri()
 
 
-def test_shared_store_sweeps_only_dead_jobs_runs_and_replaces_reruns(pg, result, tmp_path):
+def test_shared_store_sweeps_only_dead_jobs_runs_and_replaces_reruns(pg, result, tmp_path, monkeypatch):
     """Others log at the same moment on a shared store: a RUNNING run of another job is left alone."""
+    monkeypatch.chdir(tmp_path)
     pg.sql("CREATE DATABASE sweep OWNER fwbench")
     uri = resolve_uri(pg.uri("sweep", "fwbench", PASSWORD), tmp_path)
     results = tmp_path / "results"

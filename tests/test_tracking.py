@@ -3,16 +3,13 @@
 import json
 import multiprocessing as mp
 import os
-import socket
 import stat
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.scaleout import free_port, mlflow_server, rest
 from workflow.lib import catalogue
 from workflow.lib.runner import JobConfig, run_job
 from workflow.lib.store import MARKER, StoreError, resolve_uri
@@ -126,7 +123,7 @@ def test_bad_tracking_uri_names_the_fix(tmp_path, uri, expected):
 def test_unreachable_server_fails_fast_and_the_run_result_is_kept(result, tmp_path):
     from workflow.scripts import train
 
-    uri = f"http://127.0.0.1:{_free_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     t0 = time.monotonic()
     with pytest.raises(StoreError, match="is not reachable.*mlflow server"):
         init_store(resolve_uri(uri, tmp_path), "x", tmp_path / "results")
@@ -144,16 +141,10 @@ def test_unreachable_server_fails_fast_and_the_run_result_is_kept(result, tmp_pa
 
 
 def test_unreachable_postgresql_names_the_fix(tmp_path):
-    uri = f"postgresql://fwbench:secret@127.0.0.1:{_free_port()}/mlflow"
+    uri = f"postgresql://fwbench:secret@127.0.0.1:{free_port()}/mlflow"
     with pytest.raises(StoreError, match="is not usable.*createdb") as e:
         init_store(resolve_uri(uri, tmp_path), "x", tmp_path / "results")
     assert "secret" not in str(e.value) and "fwbench:***@" in str(e.value)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -161,52 +152,14 @@ def test_mlflow_server_serves_the_runs_over_rest(result, tmp_path):
     results = tmp_path / "results"
     uri = default_uri(results)
     run_id = log_run(dict(result), [], uri, "served", results)["run_id"]
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            uri,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if server.poll() is not None or time.time() > deadline:
-                    pytest.fail(f"mlflow server did not start: {server.stderr.read()[-2000:]}")
-                time.sleep(0.5)
-        with urllib.request.urlopen(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=served") as r:
-            exp_id = json.load(r)["experiment"]["experiment_id"]
-        req = urllib.request.Request(
-            f"{base}/api/2.0/mlflow/runs/search",
-            data=json.dumps({"experiment_ids": [exp_id]}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req) as r:
-            runs = json.load(r)["runs"]
+    # its own process group, stopped as a group with bounded waits (tests/scaleout.py)
+    with mlflow_server(uri, tmp_path / "artifacts", workers=1) as base:
+        exp_id = rest(base, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=served")["experiment"][
+            "experiment_id"
+        ]
+        runs = rest(base, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp_id]})["runs"]
         assert [r["info"]["run_id"] for r in runs] == [run_id]
         tags = {t["key"]: t["value"] for t in runs[0]["data"]["tags"]}
         assert tags["backend"] == "numpy" and tags["experiment"] == "moons-logistic"
         metrics = {m["key"]: m["value"] for m in runs[0]["data"]["metrics"]}
         assert metrics["train_accuracy"] == pytest.approx(result["metrics"]["train"]["accuracy"])
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

@@ -24,9 +24,13 @@ import urllib.error
 import urllib.request
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from filelock import FileLock
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 LOCK_TIMEOUT_S = 900
 CONNECT_TIMEOUT_S = 10
@@ -124,7 +128,7 @@ def artifact_location(uri: str) -> str | None:
     return (Path(_sqlite_path(uri)).resolve().parent / "mlartifacts").as_uri()
 
 
-def client_for(uri: str):
+def client_for(uri: str) -> MlflowClient:
     """An MlflowClient; against a server, bounded retries (about 15 s) instead of MLflow's minutes."""
     if kind(uri) == "http":
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "4")
@@ -153,11 +157,11 @@ def check_reachable(uri: str) -> None:
         if body != "OK":
             raise StoreError(f"{url} answered {body[:60]!r}, not an MLflow server's 'OK'; {FIX}")
     elif k == "postgresql":
-        with _engine(uri).connect():
-            pass
+        _engine(uri).dispose()
 
 
-def _engine(uri: str):
+def _engine(uri: str):  # -> sqlalchemy.engine.Engine
+    """A SQLAlchemy engine that has connected once (StoreError with the fix where it cannot)."""
     import sqlalchemy
 
     try:
@@ -198,7 +202,7 @@ def prepare_schema(uri: str) -> None:
         upgrade.callback(uri)
 
 
-def ensure_experiment(client, experiment: str, uri: str) -> str:
+def ensure_experiment(client: MlflowClient, experiment: str, uri: str) -> str:
     """The experiment's id: created (with the SQLite store's artifact location) or restored."""
     from mlflow.exceptions import MlflowException
 

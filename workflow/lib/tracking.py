@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workflow.lib.store import (
     StoreError,
@@ -34,6 +35,9 @@ from workflow.lib.store import (
     store_lock,
 )
 
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
 __all__ = ["StoreError", "default_uri", "init_store", "log_run", "resolve_uri", "sweep_orphans"]
 
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
@@ -41,7 +45,7 @@ ORPHAN_AFTER_S = 3600  # one job's logging block takes seconds
 TRANSIENT = ("locked", "deadlock", "could not serialize")
 
 
-def sweep_orphans(client, experiment_id: str, key: str | None = None, shared: bool = False) -> list[str]:
+def sweep_orphans(client: MlflowClient, experiment_id: str, key: str | None = None, shared: bool = False) -> list[str]:
     """Mark runs left RUNNING by killed jobs as KILLED; returns their ids.
 
     shared=False (SQLite, called with the store lock held): every RUNNING run. shared=True: the
@@ -112,7 +116,7 @@ def log_run(result: dict, artifacts: Iterable[str | Path], uri: str, experiment:
     raise AssertionError("unreachable")
 
 
-def _log_contents(client, run_id: str, result: dict, artifacts: Iterable[str | Path]) -> None:
+def _log_contents(client: MlflowClient, run_id: str, result: dict, artifacts: Iterable[str | Path]) -> None:
     from mlflow.entities import Metric, Param, RunTag
 
     now = int(time.time() * 1000)
