@@ -317,6 +317,9 @@ def mlflow_server(backend_uri: str, artifacts: Path, workers: int = 2) -> Iterat
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri]
     cmd += ["--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--workers", str(workers)]
+    # uvicorn's supervisor kills a worker that misses a 5 s health ping: on a loaded 2-core CI
+    # machine that restarts workers forever.
+    cmd += ["--uvicorn-opts", "--timeout-worker-healthcheck 120"]
     artifacts.mkdir(parents=True, exist_ok=True)
     server = Daemon("mlflow server", cmd, artifacts.parent / f"mlflow-server-{port}.log")
     try:
