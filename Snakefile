@@ -1,6 +1,6 @@
 # fwbench: every dataset and experiment of the tutorial documents, trained through the
 # PyTorch, TensorFlow and JAX adapters, logged to MLflow, compared in one report.
-#   snakemake --cores all --workflow-profile workflow/profiles/default
+#   snakemake --cores all   (from the repository root: profiles/default is found by itself)
 # Layout and contracts: README.md and docs/design.md.
 import sys
 from pathlib import Path
@@ -22,6 +22,21 @@ include: "workflow/rules/datasets.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sweep.smk"
 include: "workflow/rules/report.smk"
+
+
+# After common.smk's validation: a bad mlflow.tracking_uri stops here, before any job, with the fix.
+from workflow.lib.store import StoreError, resolve_uri
+
+try:
+    resolve_uri(config["mlflow"]["tracking_uri"], "results")
+except StoreError as e:
+    raise WorkflowError(str(e)) from None
+
+
+# Seconds of work each: on a cluster (profiles/slurm) they run on the submit host, not as jobs.
+localrules:
+    config_record,
+    mlflow_store,
 
 
 rule all:

@@ -27,7 +27,7 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool
         "--directory",
         str(workdir),
         "--workflow-profile",
-        str(ROOT / "workflow/profiles/default"),
+        str(ROOT / "profiles/default"),
         *cfg_args,
         *args,
     ]
@@ -189,6 +189,7 @@ def test_diverging_run_is_recorded_and_pipeline_goes_on(tmp_path):
         ({"backends": ["numpy", "caffe"]}, "unknown backend"),
         ({"experiments": ["moons-nope"]}, "unknown experiment"),
         ({"devices": ["tpu"]}, "tpu"),
+        ({"mlflow": {"tracking_uri": "mysql://u@h/db", "experiment": "e"}}, "unsupported store 'mysql'"),
     ],
 )
 def test_bad_config_stops_with_a_clear_message(tmp_path, override, expected):

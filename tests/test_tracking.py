@@ -2,17 +2,17 @@
 
 import json
 import multiprocessing as mp
-import socket
-import subprocess
-import sys
+import os
+import stat
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.scaleout import free_port, mlflow_server, rest
 from workflow.lib import catalogue
 from workflow.lib.runner import JobConfig, run_job
+from workflow.lib.store import MARKER, StoreError, resolve_uri
 from workflow.lib.tracking import default_uri, init_store, log_run
 
 N_WRITERS = 8
@@ -71,10 +71,80 @@ def test_rerun_replaces_the_run_and_orphans_are_killed(result, tmp_path):
     assert client.get_run(orphan.info.run_id).info.status == "KILLED"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def test_jobs_use_the_experiment_id_of_the_store_marker(result, tmp_path):
+    """init_store records the id; jobs start runs there, never racing to create the experiment."""
+    results = tmp_path / "results"
+    uri = default_uri(results)
+    exp_id = init_store(uri, "marked", results)
+    assert json.loads((results / MARKER).read_text())["experiment_id"] == exp_id
+    client = _client(results)
+    client.rename_experiment(exp_id, "renamed")  # a lookup by name would now create a new one
+    record = log_run(dict(result), [], uri, "marked", results)
+    assert record["experiment_id"] == exp_id and client.get_experiment_by_name("marked") is None
+
+
+def test_run_result_names_no_absolute_path(result, tmp_path):
+    results = tmp_path / "results"
+    r = dict(result)
+    log_run(r, [], default_uri(results), "portable", results)
+    assert r["mlflow"]["tracking_uri"] == "sqlite:///results/mlflow.db"
+    assert str(tmp_path) not in json.dumps(r)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o007, 0o660), (0o077, 0o600)])
+def test_run_result_file_honours_the_umask(tmp_path, umask, mode):
+    from workflow.scripts.train import write_json
+
+    old = os.umask(umask)
+    try:
+        write_json({"a": 1}, tmp_path / "r.json")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == mode
+
+
+@pytest.mark.parametrize(
+    "uri, expected",
+    [
+        ("mysql://u@h/db", "unsupported store 'mysql'"),
+        ("127.0.0.1:5000", "unsupported store"),
+        ("http://", "names no host"),
+        ("http://127.0.0.1:99999", "bad port"),
+        ("postgresql://u:secret@127.0.0.1:5432", "names no database"),
+    ],
+)
+def test_bad_tracking_uri_names_the_fix(tmp_path, uri, expected):
+    with pytest.raises(StoreError, match=expected) as e:
+        resolve_uri(uri, tmp_path)
+    assert "mlflow.tracking_uri" in str(e.value) and "mlflow server" in str(e.value)
+    assert "secret" not in str(e.value)
+
+
+def test_unreachable_server_fails_fast_and_the_run_result_is_kept(result, tmp_path):
+    from workflow.scripts import train
+
+    uri = f"http://127.0.0.1:{free_port()}"
+    t0 = time.monotonic()
+    with pytest.raises(StoreError, match="is not reachable.*mlflow server"):
+        init_store(resolve_uri(uri, tmp_path), "x", tmp_path / "results")
+    assert time.monotonic() - t0 < 30
+    assert not (tmp_path / "results" / MARKER).exists()
+    import datasets
+
+    datasets.build("moons", seed=0).save(tmp_path / "moons.npz", tmp_path / "moons.json")
+    out = tmp_path / "results/runs/moons-logistic/numpy-cpu.json"
+    args = ["--experiment", "moons-logistic", "--backend", "numpy", "--dataset", str(tmp_path / "moons.npz")]
+    args += ["--repeats", "1", "--epochs-scale", "0.05", "--results", str(tmp_path / "results"), "--uri", uri]
+    assert train.main([*args, "--out", str(out)]) == 0
+    kept = json.loads(out.read_text())
+    assert kept["status"] == "ok" and "not reachable" in kept["mlflow"]["error"]
+
+
+def test_unreachable_postgresql_names_the_fix(tmp_path):
+    uri = f"postgresql://fwbench:secret@127.0.0.1:{free_port()}/mlflow"
+    with pytest.raises(StoreError, match="is not usable.*createdb") as e:
+        init_store(resolve_uri(uri, tmp_path), "x", tmp_path / "results")
+    assert "secret" not in str(e.value) and "fwbench:***@" in str(e.value)
 
 
 @pytest.mark.slow
@@ -82,52 +152,14 @@ def test_mlflow_server_serves_the_runs_over_rest(result, tmp_path):
     results = tmp_path / "results"
     uri = default_uri(results)
     run_id = log_run(dict(result), [], uri, "served", results)["run_id"]
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            uri,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if server.poll() is not None or time.time() > deadline:
-                    pytest.fail(f"mlflow server did not start: {server.stderr.read()[-2000:]}")
-                time.sleep(0.5)
-        with urllib.request.urlopen(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=served") as r:
-            exp_id = json.load(r)["experiment"]["experiment_id"]
-        req = urllib.request.Request(
-            f"{base}/api/2.0/mlflow/runs/search",
-            data=json.dumps({"experiment_ids": [exp_id]}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req) as r:
-            runs = json.load(r)["runs"]
+    # its own process group, stopped as a group with bounded waits (tests/scaleout.py)
+    with mlflow_server(uri, tmp_path / "artifacts", workers=1) as base:
+        exp_id = rest(base, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=served")["experiment"][
+            "experiment_id"
+        ]
+        runs = rest(base, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp_id]})["runs"]
         assert [r["info"]["run_id"] for r in runs] == [run_id]
         tags = {t["key"]: t["value"] for t in runs[0]["data"]["tags"]}
         assert tags["backend"] == "numpy" and tags["experiment"] == "moons-logistic"
         metrics = {m["key"]: m["value"] for m in runs[0]["data"]["metrics"]}
         assert metrics["train_accuracy"] == pytest.approx(result["metrics"]["train"]["accuracy"])
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

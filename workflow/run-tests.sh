@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
 # The test suite (extra arguments go to pytest, e.g. -m "not slow" while iterating).
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-# The report test renders the page in Debian's headless Chromium.
-if ! command -v chromium >/dev/null 2>&1; then
-  if [[ "$(id -u)" == "0" ]]; then
-    echo "fwbench: installing Debian's chromium for the report test" >&2
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-      || echo "fwbench: could not install chromium; the browser test will be skipped" >&2
-  elif command -v sudo >/dev/null 2>&1; then
-    (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-      || echo "fwbench: could not install chromium; the browser test will be skipped" >&2
+# Debian packages some tests need, installed where missing (one apt-get call for all of them):
+# chromium (the report rendered in a browser), slurm-wlm + munge (a real Slurm cluster on
+# 127.0.0.1), postgresql (a real PostgreSQL under `mlflow server`). Without them, those tests
+# skip and say why.
+MISSING=()
+command -v chromium >/dev/null 2>&1 || MISSING+=(chromium)
+command -v slurmctld >/dev/null 2>&1 || [[ -x /usr/sbin/slurmctld ]] || MISSING+=(slurm-wlm)
+command -v munged >/dev/null 2>&1 || [[ -x /usr/sbin/munged ]] || MISSING+=(munge)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || MISSING+=(postgresql)
+if (( ${#MISSING[@]} )); then
+  SUDO=()
+  [[ "$(id -u)" == "0" ]] || SUDO=(sudo -n)
+  if [[ "$(id -u)" == "0" ]] || command -v sudo >/dev/null 2>&1; then
+    echo "fwbench: installing Debian's ${MISSING[*]} for the tests that need them" >&2
+    ("${SUDO[@]}" apt-get update -qq \
+      && "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${MISSING[@]}" >/dev/null) \
+      || echo "fwbench: could not install ${MISSING[*]}; the tests that need them will be skipped" >&2
+  else
+    echo "fwbench: not root and no sudo: ${MISSING[*]} not installed; the tests that need them will be skipped" >&2
   fi
 fi
 exec python -m pytest "$@"

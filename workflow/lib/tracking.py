@@ -1,11 +1,15 @@
-"""MLflow logging: one run per run result, safe under parallel Snakemake jobs.
+"""MLflow logging: one run per run result, safe under parallel Snakemake jobs on any store.
 
-Every write to the store happens under one file lock beside it, so parallel jobs never meet
-SQLite's "database is locked"; training itself runs outside the lock, so timings are not
-affected. While holding the lock, any run still RUNNING belongs to a dead process (all
-logging is done in one locked block) and is marked KILLED. A rerun of the same
-(experiment, backend, device) soft-deletes the run it replaces, so the UI never shows two
-runs that look like distinct results.
+The store (embedded SQLite, an `mlflow server`, PostgreSQL) and its one-time creation are in
+`workflow.lib.store`. On SQLite every write happens under one file lock beside the database, so
+parallel jobs never meet "database is locked"; training itself runs outside the lock, so timings
+are not affected. A rerun of the same (experiment, backend, device) soft-deletes the run it
+replaces, so the UI never shows two runs that look like distinct results.
+
+Runs left RUNNING by a killed job are marked KILLED by the next job that logs: on SQLite every
+RUNNING run is such an orphan (all logging is done in one locked block); on a shared store,
+where other jobs log at the same moment, only the earlier attempts of the same job (Snakemake
+never runs one job twice at once) and runs RUNNING for longer than ORPHAN_AFTER_S.
 """
 
 from __future__ import annotations
@@ -14,59 +18,54 @@ import json
 import math
 import time
 from collections.abc import Iterable
-from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from filelock import FileLock
+from workflow.lib.store import (
+    StoreError,
+    check_reachable,
+    client_for,
+    default_uri,
+    ensure_experiment,
+    init_store,
+    kind,
+    marked_experiment,
+    public_uri,
+    resolve_uri,
+    store_lock,
+)
 
-LOCK_TIMEOUT_S = 900
-MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
-
-
-def default_uri(results: str | Path) -> str:
-    return f"sqlite:///{Path(results).resolve() / 'mlflow.db'}"
-
-
-def resolve_uri(configured: str | None, results: str | Path) -> str:
-    return configured or default_uri(results)
-
-
-@contextmanager
-def store_lock(results: str | Path):
-    Path(results).mkdir(parents=True, exist_ok=True)
-    with FileLock(str(Path(results) / "mlflow.lock"), timeout=LOCK_TIMEOUT_S):
-        yield
-
-
-def _client(uri: str):
+if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+__all__ = ["StoreError", "default_uri", "init_store", "log_run", "resolve_uri", "sweep_orphans"]
+
+MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
+ORPHAN_AFTER_S = 3600  # one job's logging block takes seconds
+TRANSIENT = ("locked", "deadlock", "could not serialize")
 
 
-def init_store(uri: str, experiment: str, results: str | Path) -> str:
-    """Create the store and the MLflow experiment once, before parallel jobs start."""
-    with store_lock(results):
-        return _ensure_experiment(_client(uri), experiment, results)
+def sweep_orphans(client: MlflowClient, experiment_id: str, key: str | None = None, shared: bool = False) -> list[str]:
+    """Mark runs left RUNNING by killed jobs as KILLED; returns their ids.
 
-
-def _ensure_experiment(client, experiment: str, results: str | Path) -> str:
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        artifacts = (Path(results).resolve() / "mlartifacts").as_uri()
-        return client.create_experiment(experiment, artifact_location=artifacts)
-    if exp.lifecycle_stage == "deleted":
-        client.restore_experiment(exp.experiment_id)
-    return exp.experiment_id
-
-
-def sweep_orphans(client, experiment_id: str) -> list[str]:
-    """Mark runs left RUNNING by a killed job as KILLED (call with the store lock held)."""
-    orphans = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000)
-    for run in orphans:
-        client.set_tag(run.info.run_id, "fwbench.orphaned", "true")
-        client.set_terminated(run.info.run_id, status="KILLED")
-    return [r.info.run_id for r in orphans]
+    shared=False (SQLite, called with the store lock held): every RUNNING run. shared=True: the
+    RUNNING runs of this job's key, and any RUNNING for longer than ORPHAN_AFTER_S.
+    """
+    running = "attributes.status = 'RUNNING'"
+    filters = [running]
+    if shared:
+        old = int((time.time() - ORPHAN_AFTER_S) * 1000)
+        filters = [f"{running} and attributes.start_time < {old}"]
+        if key is not None:
+            filters.append(f"{running} and tags.run_key = '{key}'")
+    orphans = {}
+    for f in filters:
+        for run in client.search_runs([experiment_id], filter_string=f, max_results=1000):
+            orphans[run.info.run_id] = run
+    for run_id in orphans:
+        client.set_tag(run_id, "fwbench.orphaned", "true")
+        client.set_terminated(run_id, status="KILLED")
+    return list(orphans)
 
 
 def run_key(result: dict) -> str:
@@ -77,48 +76,62 @@ def log_run(result: dict, artifacts: Iterable[str | Path], uri: str, experiment:
     """Log one run result; returns the mlflow record {run_id, experiment_id, tracking_uri}.
 
     The result dict gets its "mlflow" entry before the JSON artifact is written, so the
-    artifact and the results file agree.
+    artifact and the results file agree. The experiment id comes from init_store's marker where
+    there is one. Raises StoreError (with the fix) when the store does not answer.
     """
-    from mlflow.entities import Metric, Param, RunTag
-
+    check_reachable(uri)
+    shared = kind(uri) != "sqlite"
     for attempt in range(5):
         try:
-            with store_lock(results):
-                client = _client(uri)
-                exp_id = _ensure_experiment(client, experiment, results)
-                sweep_orphans(client, exp_id)
+            with store_lock(uri):
+                client = client_for(uri)
+                exp_id = marked_experiment(results, uri, experiment) or ensure_experiment(client, experiment, uri)
                 key = run_key(result)
-                for old in client.search_runs([exp_id], filter_string=f"tags.run_key = '{key}'", max_results=1000):
-                    client.delete_run(old.info.run_id)
-                run = client.create_run(exp_id, run_name=key, tags={"run_key": key})
-                run_id = run.info.run_id
+                sweep_orphans(client, exp_id, key, shared=shared)
+                run_id = client.create_run(exp_id, run_name=key, tags={"run_key": key}).info.run_id
                 try:
-                    result["mlflow"] = {"run_id": run_id, "experiment_id": exp_id, "tracking_uri": uri}
-                    now = int(time.time() * 1000)
-                    metrics = [Metric(k, v, now, s) for k, v, s in _metrics(result)]
-                    params = [Param(k, v) for k, v in _params(result).items()]
-                    tags = [RunTag(k, v) for k, v in _tags(result).items()]
-                    for chunk in _chunks(metrics, MAX_METRICS):
-                        client.log_batch(run_id, metrics=chunk)
-                    for chunk in _chunks(params, MAX_PARAMS):
-                        client.log_batch(run_id, params=chunk)
-                    for chunk in _chunks(tags, MAX_TAGS):
-                        client.log_batch(run_id, tags=chunk)
-                    for path in artifacts:
-                        client.log_artifact(run_id, str(path))
-                    client.log_text(run_id, json.dumps(result, indent=2, default=str), "result.json")
+                    result["mlflow"] = {
+                        "run_id": run_id,
+                        "experiment_id": exp_id,
+                        "tracking_uri": public_uri(uri, results),
+                    }
+                    _log_contents(client, run_id, result, artifacts)
                     status = "FINISHED" if result["status"] == "ok" else "FAILED"
                     client.set_terminated(run_id, status=status)
                 except BaseException:
                     client.set_terminated(run_id, status="FAILED")
                     client.delete_run(run_id)
                     raise
+                # Replaced only once the new run is complete: a failed rerun leaves the old one.
+                for old in client.search_runs([exp_id], filter_string=f"tags.run_key = '{key}'", max_results=1000):
+                    if old.info.run_id != run_id:
+                        client.delete_run(old.info.run_id)
                 return result["mlflow"]
+        except StoreError:
+            raise
         except Exception as e:  # noqa: BLE001 - retried, then re-raised with the cause
-            if "locked" not in str(e).lower() or attempt == 4:
+            if not any(t in str(e).lower() for t in TRANSIENT) or attempt == 4:
                 raise
             time.sleep(1 + attempt)
     raise AssertionError("unreachable")
+
+
+def _log_contents(client: MlflowClient, run_id: str, result: dict, artifacts: Iterable[str | Path]) -> None:
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, v, now, s) for k, v, s in _metrics(result)]
+    params = [Param(k, v) for k, v in _params(result).items()]
+    tags = [RunTag(k, v) for k, v in _tags(result).items()]
+    for chunk in _chunks(metrics, MAX_METRICS):
+        client.log_batch(run_id, metrics=chunk)
+    for chunk in _chunks(params, MAX_PARAMS):
+        client.log_batch(run_id, params=chunk)
+    for chunk in _chunks(tags, MAX_TAGS):
+        client.log_batch(run_id, tags=chunk)
+    for path in artifacts:
+        client.log_artifact(run_id, str(path))
+    client.log_text(run_id, json.dumps(result, indent=2, default=str), "result.json")
 
 
 def _finite(v) -> bool:

@@ -87,9 +87,16 @@ def write_result(result: dict, path: Path) -> None:
 
 
 def write_json(obj: dict, path: Path) -> None:
-    """Atomically: a reader never sees half a file, a killed job leaves none."""
+    """Atomically: a reader never sees half a file, a killed job leaves none.
+
+    The file gets the mode a plain open() would give it (0666 less the umask), not mkstemp's
+    0600, so a team's shared results folder stays readable by the team.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
     with os.fdopen(fd, "w") as f:
         json.dump(_clean(obj), f, indent=1, allow_nan=False)
         f.write("\n")
