@@ -57,6 +57,16 @@ def test_many_parallel_writers_lose_no_run(result, tmp_path):
         assert len(client.get_metric_history(run.info.run_id, "loss")) == len(result["loss_history"])
 
 
+def test_mlflow_run_spans_the_training_wall_time(result, tmp_path):
+    """The UI's Duration is the training's: the run starts and ends at the quality training's own times."""
+    results = tmp_path / "results"
+    run_id = log_run(json.loads(json.dumps(result)), [], default_uri(results), "span", results)["run_id"]
+    info = _client(results).get_run(run_id).info
+    span = result["timings"]["training_wall"]
+    assert abs(info.start_time / 1000 - span["start"]) < 0.002 and abs(info.end_time / 1000 - span["end"]) < 0.002
+    assert abs((info.end_time - info.start_time) / 1000 - (span["end"] - span["start"])) < 1.0
+
+
 def test_rerun_replaces_the_run_and_orphans_are_killed(result, tmp_path):
     results = tmp_path / "results"
     uri = default_uri(results)

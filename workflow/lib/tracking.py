@@ -88,7 +88,8 @@ def log_run(result: dict, artifacts: Iterable[str | Path], uri: str, experiment:
                 exp_id = marked_experiment(results, uri, experiment) or ensure_experiment(client, experiment, uri)
                 key = run_key(result)
                 sweep_orphans(client, exp_id, key, shared=shared)
-                run_id = client.create_run(exp_id, run_name=key, tags={"run_key": key}).info.run_id
+                start, end = _span_ms(result)
+                run_id = client.create_run(exp_id, start_time=start, run_name=key, tags={"run_key": key}).info.run_id
                 try:
                     result["mlflow"] = {
                         "run_id": run_id,
@@ -97,7 +98,7 @@ def log_run(result: dict, artifacts: Iterable[str | Path], uri: str, experiment:
                     }
                     _log_contents(client, run_id, result, artifacts)
                     status = "FINISHED" if result["status"] == "ok" else "FAILED"
-                    client.set_terminated(run_id, status=status)
+                    client.set_terminated(run_id, status=status, end_time=end)
                 except BaseException:
                     client.set_terminated(run_id, status="FAILED")
                     client.delete_run(run_id)
@@ -116,10 +117,19 @@ def log_run(result: dict, artifacts: Iterable[str | Path], uri: str, experiment:
     raise AssertionError("unreachable")
 
 
+def _span_ms(result: dict) -> tuple[int | None, int | None]:
+    """The training's own wall-clock start and end (ms), so the UI's Duration is the training's;
+    None (MLflow's own clock) for a run that failed before training."""
+    span = (result.get("timings") or {}).get("training_wall") or {}
+    if "start" not in span:
+        return None, None
+    return int(span["start"] * 1000), int(span["end"] * 1000)
+
+
 def _log_contents(client: MlflowClient, run_id: str, result: dict, artifacts: Iterable[str | Path]) -> None:
     from mlflow.entities import Metric, Param, RunTag
 
-    now = int(time.time() * 1000)
+    now = _span_ms(result)[1] or int(time.time() * 1000)
     metrics = [Metric(k, v, now, s) for k, v, s in _metrics(result)]
     params = [Param(k, v) for k, v in _params(result).items()]
     tags = [RunTag(k, v) for k, v in _tags(result).items()]
@@ -153,14 +163,18 @@ def _metrics(r: dict) -> list[tuple[str, float, int]]:
         for k, v in (m or {}).items():
             if _finite(v):
                 out.append((f"{split}_{k}", float(v), 0))
-    for k in ("compile_seconds", "first_epoch_seconds", "total_train_seconds"):
+    for k in ("compile_seconds", "first_epoch_seconds", "train_gflops", "percent_of_ceiling"):
         if _finite(t.get(k)):
             out.append((k, float(t[k]), 0))
     for k in ("train_samples_per_s", "inference_samples_per_s"):
-        for stat in ("median", "p20", "p80"):
+        for stat in ("median", "q1", "q3"):
             v = (t.get(k) or {}).get(stat)
             if _finite(v):
                 out.append((f"{k}_{stat}", float(v), 0))
+    sec = t.get("section") or {}
+    for k in ("cpu_per_wall", "foreign_share"):
+        if _finite(sec.get(k)):
+            out.append((f"timed_{k}", float(sec[k]), 0))
     ttt = t.get("time_to_target") or {}
     if _finite(ttt.get("seconds")):
         out.append(("time_to_target_seconds", float(ttt["seconds"]), 0))
@@ -200,6 +214,12 @@ def _tags(r: dict) -> dict[str, str]:
     tags["device_name"] = str(env.get("device_name"))
     for pkg, v in (env.get("versions") or {}).items():
         tags[f"version.{pkg}"] = v
+    t = r.get("timings") or {}
+    tags["variant"] = str(t.get("variant"))
+    if t.get("fallback"):
+        tags["fallback"] = str(t["fallback"])[:5000]
+    if r.get("flags"):
+        tags["flags"] = "; ".join(r["flags"])[:5000]
     if r.get("message"):
         tags["message"] = str(r["message"])[:5000]
     return tags
