@@ -7,7 +7,10 @@ import backends
 from backends.spec import OptimizerSpec, Spec, init_params, make_schedule
 
 REF = backends.get_backend(backends.REFERENCE)
-GPU_BACKENDS = [n for n in backends.names() if n != backends.REFERENCE]
+# Backends with a CUDA path; the Keras ones host one backend per process (tests/test_keras.py runs them).
+GPU_BACKENDS = [
+    n for n in backends.names() if backends.gpu_capable(n) and backends.REGISTRY[n].module != "backends.keras_adapter"
+]
 
 
 def _gpu_backend(name):
@@ -63,14 +66,18 @@ def test_missing_gpu_is_a_clear_error_not_a_crash(name):
         be.train(spec, X, Y, init_params(spec, 0), make_schedule(spec, 4, 0), device="gpu")
 
 
-def test_plan_never_schedules_gpu_jobs_a_backend_cannot_run():
+def test_plan_gpu_jobs_by_capability_and_auto_by_what_is_seen():
+    """devices [gpu]: a gpu job for every backend with a CUDA path, planned without probing; [auto]:
+    only where this machine sees a CUDA device; the NumPy reference never gets one."""
     from workflow.lib.plan import resolve_devices
 
     names = [n for n in ("numpy", "torch") if backends.is_available(n)]
-    plan = resolve_devices(names, ["cpu", "gpu"])
+    planned = resolve_devices(names, ["cpu", "gpu"])
+    probed = resolve_devices(names, ["auto"])
     for name in names:
         sees_gpu = "gpu" in backends.get_backend(name).devices()
-        assert ("gpu" in plan[name]["devices"]) == sees_gpu
-        assert "cpu" in plan[name]["devices"]
-        if not sees_gpu:
-            assert "no gpu job" in plan[name]["reason"]
+        assert ("gpu" in planned[name]["devices"]) == backends.gpu_capable(name)
+        assert ("gpu" in probed[name]["devices"]) == (sees_gpu and backends.gpu_capable(name))
+        assert "cpu" in planned[name]["devices"] and "cpu" in probed[name]["devices"]
+        if "gpu" not in probed[name]["devices"]:
+            assert "no gpu job" in probed[name]["reason"]
