@@ -94,6 +94,15 @@ class TorchBackend(Backend):
             return None
         return int(torch_module().cuda.max_memory_allocated())
 
+    def check_epsilon(self, spec: Spec) -> None:
+        """torch.optim's Adam adds epsilon to sqrt(v_hat): the "standard" placement only."""
+        if spec.optimizer.name == "adam" and spec.optimizer.epsilon != "standard":
+            raise BackendError(
+                f"backend {self.name!r} trains Adam with epsilon 'standard' only (added to sqrt(v_hat), torch's "
+                f"placement), not {spec.optimizer.epsilon!r}: use epsilon 'standard', or a backend with 'hat' "
+                "(numpy, tensorflow, jax, keras-*)"
+            )
+
     def train(
         self,
         spec: Spec,
@@ -106,11 +115,7 @@ class TorchBackend(Backend):
     ) -> TrainResult:
         self.check_device(device)
         X, Y = check_inputs(spec, X, Y, init_params, schedule)
-        if spec.optimizer.name == "adam" and spec.optimizer.epsilon != "standard":
-            raise BackendError(
-                f"backend {self.name!r} trains Adam with epsilon 'standard' only (torch.optim's placement), not "
-                f"{spec.optimizer.epsilon!r}: use epsilon 'standard', or a backend with 'hat' (numpy, tensorflow, jax)"
-            )
+        self.check_epsilon(spec)
         torch = _setup(self.threads)
         if device == "gpu":
             _no_tf32(torch)

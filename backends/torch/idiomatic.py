@@ -147,12 +147,7 @@ class TorchIdiomaticBackend(TorchBackend):
     ) -> TrainResult:
         self.check_device(device)
         X, Y = check_inputs(spec, X, Y, init_params, schedule)
-        if spec.optimizer.name == "adam" and spec.optimizer.epsilon != "standard":
-            raise BackendError(
-                f"backend {self.name!r} trains torch.optim.Adam: epsilon 'standard' only (added to sqrt(v_hat)), "
-                f"not {spec.optimizer.epsilon!r}: use epsilon 'standard', or a backend with 'hat' (numpy, "
-                "tensorflow, jax, keras-*)"
-            )
+        self.check_epsilon(spec)
         torch = _setup(self.threads)
         if device == "gpu":
             _no_tf32(torch)
