@@ -260,7 +260,9 @@ def _time_to_target(spec, prep: Prepared, param_history, timings: dict, target) 
     for params in param_history or []:
         for split, X in (("train", prep.X_train), ("test", prep.X_test)):
             zs, _ = forward(spec, [p.astype(np.float64) for p in params], X.astype(np.float64))
-            m = evaluate(prep, activate(zs[-1], spec.head), split).get(metric)
+            y = prep.ds.y_train if split == "train" else prep.ds.y_test
+            out = prep.to_original_y(activate(zs[-1], spec.head))
+            m = M.history_metric(metric, y, out, prep.ds.task)
             history[f"{split}_{metric}"].append(m)
     if target is None:
         return history, None
