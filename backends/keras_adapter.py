@@ -34,7 +34,6 @@ backend (importing TensorFlow imports keras too, with its default backend "tenso
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import os
 import sys
 import time
@@ -114,12 +113,6 @@ class KerasBackend(Backend):
 
     def devices(self) -> list[str]:
         return self._framework().devices()
-
-    def versions(self) -> dict[str, str]:
-        out = dict(self._framework().versions())
-        out["keras"] = importlib.metadata.version("keras")
-        out["keras_backend"] = self.keras_backend
-        return out
 
     def thread_settings(self) -> dict:
         return {**self._framework().thread_settings(), "keras_backend": self.keras_backend}

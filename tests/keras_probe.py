@@ -62,7 +62,7 @@ def case_spec(fields: dict, opt: OptimizerSpec, dtype: str, epochs: int) -> Spec
 def run(name: str, dtype: str, epochs: int) -> dict:
     be = backends.get_backend(name, threads=1)
     ref = backends.get_backend(backends.REFERENCE)
-    out: dict = {"backend": name, "dtype": dtype, "versions": be.versions(), "cases": {}}
+    out: dict = {"backend": name, "dtype": dtype, "thread_settings": be.thread_settings(), "cases": {}}
     for label, fields, opt in CASES:
         spec = case_spec(fields, opt, dtype, epochs)
         X, Y = problem(spec.head)[:2]

@@ -75,7 +75,7 @@ def test_float64_parity_with_the_hat_reference(float64_run):
 
 def test_result_contract(float64_run):
     name = float64_run["backend"]
-    assert float64_run["versions"]["keras_backend"] == name.removeprefix("keras-")
+    assert float64_run["thread_settings"]["keras_backend"] == name.removeprefix("keras-")
     for label, c in float64_run["cases"].items():
         assert c["param_dtypes"] == ["float64"], label
         assert c["history_last_equals_params"], label
@@ -88,9 +88,9 @@ def test_result_contract(float64_run):
 def test_second_keras_backend_in_one_process_is_a_clear_error():
     code = (
         "import backends\n"
-        "backends.get_backend('keras-jax').versions()\n"
+        "backends.get_backend('keras-jax').thread_settings()\n"
         "try:\n"
-        "    backends.get_backend('keras-torch').versions()\n"
+        "    backends.get_backend('keras-torch').thread_settings()\n"
         "except backends.BackendError as e:\n"
         "    print('ERR', e)\n"
     )
