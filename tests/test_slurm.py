@@ -48,15 +48,16 @@ def test_every_job_ran_as_a_slurm_job_with_the_profiles_resources(slurm_run):
     rules = sorted(submitted.values())
     n_train = len(EXPERIMENTS) * len(BACKENDS)
     # config_record and mlflow_store are local rules: they run on the submit host
-    assert rules == sorted(["dataset", "summary", "report"] + ["train"] * n_train), log[-4000:]
+    assert rules == sorted(["calibrate", "dataset", "summary", "report"] + ["train"] * n_train), log[-4000:]
     done = {
         m.group(1): line for line in cluster.jobcomp.read_text().splitlines() if (m := re.match(r"JobId=(\d+) ", line))
     }
     for job_id, rule in submitted.items():
         line = done[job_id]
         assert "JobState=COMPLETED" in line, line
-        # profiles/slurm's resources reached sbatch: train 6000 MB and 240 min, the others 2000 MB and 30 min
-        mem, limit = ("6000M", "240") if rule == "train" else ("2000M", "30")
+        # resources reached sbatch: profiles/slurm's train 6000 MB and 240 min, calibrate's own
+        # 2000 MB and 10 min (rule resources win over default-resources), the others 2000 MB and 30 min
+        mem, limit = {"train": ("6000M", "240"), "calibrate": ("2000M", "10")}.get(rule, ("2000M", "30"))
         assert f"mem={mem}" in line and f"TimeLimit={limit} " in line, line
 
 

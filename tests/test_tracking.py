@@ -143,8 +143,11 @@ def test_unreachable_server_fails_fast_and_the_run_result_is_kept(result, tmp_pa
 
     datasets.build("moons", seed=0).save(tmp_path / "moons.npz", tmp_path / "moons.json")
     out = tmp_path / "results/runs/moons-logistic/numpy-cpu.json"
-    args = ["--experiment", "moons-logistic", "--backend", "numpy", "--dataset", str(tmp_path / "moons.npz")]
-    args += ["--repeats", "1", "--epochs-scale", "0.05", "--results", str(tmp_path / "results"), "--uri", uri]
+    exp_json = catalogue.load()["moons-logistic"].to_json()
+    args = ["--experiment", "moons-logistic", "--backend", "numpy", "--device", "cpu", "--dataset"]
+    args += [str(tmp_path / "moons.npz"), "--experiment-json", exp_json, "--threads", "1", "--repeats", "1"]
+    args += ["--min-repeat-seconds", "0", "--seed", "0", "--inference-batch", "256", "--epochs-scale", "0.05"]
+    args += ["--results", str(tmp_path / "results"), "--uri", uri, "--mlflow-experiment", "x"]
     assert train.main([*args, "--out", str(out)]) == 0
     kept = json.loads(out.read_text())
     assert kept["status"] == "ok" and "not reachable" in kept["mlflow"]["error"]
