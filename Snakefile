@@ -43,5 +43,6 @@ rule all:
     input:
         "results/report/index.html",
         "results/summary.csv",
+        "results/summary_over_seeds.csv",
         SWEEP_OUTPUTS,
     default_target: True

@@ -6,7 +6,7 @@
 Fails (exit 1, with a table of what regressed) when any run failed or diverged, did not honour
 its thread count (CPU/wall above threads x 1.15 in a timed section), or claims a speed above the
 machine ceiling (an impossible figure); or, for an experiment/run in the baselines: a quality
-metric (accuracy, F1, MSE) moved beyond its tolerance, the loss curve left the run's own float32
+metric's median over the seeds (accuracy, F1, MSE) moved beyond its tolerance, the loss curve left the run's own float32
 parity bound (derived from float32 numerics in the same pipeline run, so it holds on any CPU), or
 the run is missing (unless results/devices.json says it was not scheduled, e.g. no GPU). Flagged
 without failing: foreign load during timing, unstable timings, a variant other than the
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ from reports.results import (
     run_label,
     throughput,
 )
+from reports.seeds import seed_groups, timed_runs
 from workflow.lib.timing import CPU_WALL_TOLERANCE
 
 LOWER_IS_BETTER = {"mse", "mae", "loss"}
@@ -69,9 +71,9 @@ def load_baselines(path: str | Path) -> dict:
         data = json.loads(path.read_text())
     except ValueError as e:
         raise ResultsError(f"cannot parse baselines {path}: {e}; regenerate it with python -m reports.baselines") from e
-    if not isinstance(data, dict) or data.get("schema_version") != 1 or not isinstance(data.get("experiments"), dict):
+    if not isinstance(data, dict) or data.get("schema_version") != 2 or not isinstance(data.get("experiments"), dict):
         raise ResultsError(
-            f"{path} is not a schema_version 1 baselines file with an 'experiments' map; "
+            f"{path} is not a schema_version 2 baselines file (medians over seeds) with an 'experiments' map; "
             "regenerate it with python -m reports.baselines"
         )
     return data
@@ -89,47 +91,64 @@ def check(
     tp = baselines.get("throughput") or {}
     factor = float(tp.get("factor", 3.0))
     tp_fails = fail_on_throughput or bool(tp.get("fail", False))
-    index = {(r["experiment"], run_label(r)): r for r in runs}
+    groups = seed_groups(runs)
+    index = {(r["experiment"], run_label(r)): r for r in timed_runs(runs)}  # the timed seed of each job
     out: list[Check] = []
     for exp, exp_base in sorted(baselines["experiments"].items()):
         for label, base in sorted(exp_base.get("runs", {}).items()):
-            run = index.get((exp, label))
-            if run is None:
+            seeds = groups.get((exp, label))
+            if not seeds:
                 reason = not_scheduled(devices, base.get("backend", ""), base.get("device", ""))
                 if reason:
                     out.append(Check(exp, label, "run", "present", "absent", "", f"not scheduled: {reason}", note=True))
                 else:
                     out.append(Check(exp, label, "run", "present", "absent", "", "MISSING", fails=True))
                 continue
-            if run["status"] != "ok":
-                msg = (run.get("message") or "").strip().splitlines()
+            bad = [r for r in seeds if r["status"] != "ok"]
+            for r in bad:
+                msg = (r.get("message") or "").strip().splitlines()
                 detail = f": {msg[0][:100]}" if msg else ""
-                out.append(Check(exp, label, "status", "ok", run["status"], "", f"FAILED{detail}", fails=True))
+                out.append(
+                    Check(exp, f"{label} seed {r['seed']}", "status", "ok", r["status"], "", f"FAILED{detail}", True)
+                )
+            if bad:
                 continue
-            out.append(Check(exp, label, "status", "ok", "ok", "", "pass"))
-            out += _quality(exp, label, run, base)
-            out += _parity(exp, label, run)
-            out += _variant(exp, label, run, base)
-            out += _throughput(exp, label, run, base, exp_base, index, factor, tp_fails)
-    for (exp, label), run in sorted(index.items()):
-        out += _flags(exp, label, run)
+            out.append(Check(exp, label, "status", "ok", f"ok ({len(seeds)} seeds)", "", "pass"))
+            out += _quality(exp, label, seeds, base)
+            for r in seeds:
+                out += _parity(exp, f"{label} seed {r['seed']}", r)
+            timed = index.get((exp, label))
+            if timed is not None:
+                out += _variant(exp, label, timed, base)
+                out += _throughput(exp, label, timed, base, exp_base, index, factor, tp_fails)
+    for (exp, label), seeds in sorted(groups.items()):
+        for r in seeds:
+            out += _flags(exp, f"{label} seed {r['seed']}", r)
         if label in (baselines["experiments"].get(exp) or {}).get("runs", {}):
             continue
-        if run["status"] != "ok":  # a run that did not finish fails the check, baselined or not
-            out.append(Check(exp, label, "status", "ok", run["status"], "", "FAILED (not in baselines)", fails=True))
-        else:
+        for r in seeds:
+            if r["status"] != "ok":  # a training that did not finish fails the check, baselined or not
+                where = f"{label} seed {r['seed']}"
+                out.append(Check(exp, where, "status", "ok", r["status"], "", "FAILED (not in baselines)", fails=True))
+        if all(r["status"] == "ok" for r in seeds):
             out.append(Check(exp, label, "run", "—", "ok", "", "new: not in baselines", note=True))
     return out
 
 
-def _quality(exp: str, label: str, run: dict, base: dict) -> list[Check]:
+def _quality(exp: str, label: str, seeds: list[dict], base: dict) -> list[Check]:
+    """The median over the seeds against the baseline's median over the same seeds."""
+    got_seeds, want_seeds = [r["seed"] for r in seeds], base.get("seeds")
+    if want_seeds is not None and sorted(want_seeds) != sorted(got_seeds):
+        verdict = f"not comparable: seeds {got_seeds}, baselines from seeds {want_seeds}; refresh the baselines"
+        return [Check(exp, label, "quality", str(want_seeds), str(got_seeds), "", verdict, note=True)]
     out = []
     for key, b in sorted((base.get("metrics") or {}).items()):
         split, _, name = key.partition(".")
         expected, tol = float(b["expected"]), float(b["tolerance"])
-        got = metric(run, split, name)
-        row = Check(exp, label, key, g(expected), g(got), f"± {tol:.3g}", "pass")
-        if got is None or not math.isfinite(got):
+        values = [metric(r, split, name) for r in seeds]
+        got = statistics.median(values) if all(v is not None and math.isfinite(v) for v in values) else None
+        row = Check(exp, label, f"{key} (median)", g(expected), g(got), f"± {tol:.3g}", "pass")
+        if got is None:
             row.verdict, row.fails = "FAILED: no value", True
         elif abs(got - expected) > tol:
             worse = (got > expected) if name in LOWER_IS_BETTER else (got < expected)

@@ -26,7 +26,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from reports import compare, overview, plots, sweep_plots, sweeps, tables
+from reports import compare, overview, plots, seeds, sweep_plots, sweeps, tables
 from reports.peers import peers_table
 from reports.results import (
     ResultsError,
@@ -182,8 +182,8 @@ def environment(runs: list[dict], results_dir: Path) -> str:
 
 
 def documents_vs_measured(runs: list[dict]) -> str:
-    rows, labels = tables.documents_table(runs)
-    return _render("documents.html.j2", rows=rows, labels=labels)
+    rows, labels = seeds.figure_verdicts(runs)
+    return _render("documents.html.j2", rows=rows, labels=labels, verdicts=seeds.VERDICTS)
 
 
 def quality(runs: list[dict]) -> str:
@@ -224,7 +224,12 @@ def where_the_time_goes(results_dir: Path, images: Images) -> str:
 
 
 def parity(runs: list[dict]) -> str:
-    return _render("parity.html.j2", rows=tables.parity_table(runs), reference=reference_name(runs))
+    return _render(
+        "parity.html.j2",
+        rows=tables.parity_table(runs),
+        reference=reference_name(runs),
+        by_seed=seeds.seed_parity(runs),
+    )
 
 
 def plot_gallery(runs: list[dict], results_dir: Path, images: Images | None = None) -> str:
@@ -273,17 +278,18 @@ def render(results_dir: str | Path) -> str:
     runs = load_runs(results_dir)
     devices = load_devices(results_dir)
     images = Images()
+    timed = seeds.timed_runs(runs)  # throughput, environment and figures: the timed seed of each job
     sections = [
         first_screen(runs),
         what_was_run(runs, results_dir),
-        environment(runs, results_dir),
+        environment(timed, results_dir),
         documents_vs_measured(runs),
         quality(runs),
-        throughput(runs, images),
-        peers(runs),
+        throughput(timed, images),
+        peers(timed),
         where_the_time_goes(results_dir, images),
         parity(runs),
-        plot_gallery(runs, results_dir, images),
+        plot_gallery(timed, results_dir, images),
         problems(runs, devices, results_dir),
     ]
     return _render(

@@ -17,6 +17,7 @@ import statistics
 from collections import Counter
 from typing import Any
 
+from reports import seeds
 from reports.results import fingerprint, labels_in_order, num, run_label, sort_key, throughput, timing
 
 SPEED_LEVELS = (1.0, 0.8, 0.5, 0.25, 0.1)  # report.css: td.sp0 (the fastest) ... td.sp5 (under 10% of it)
@@ -64,13 +65,14 @@ def _cell(rs: list[dict], fastest: float | None) -> dict:
     finished = [r for r in rs if r["status"] == "ok"]
     median = median_speed(rs)
     ratio = median / fastest if median is not None and fastest else None
-    head = finished[0] if finished else rs[0]
+    timed = [r for r in finished if seeds.is_timed(r)]  # one unless time_all_seeds
+    head = timed[0] if timed else finished[0] if finished else rs[0]
     return {
         "status": "ok" if finished else rs[0]["status"],
         "ratio": ratio,
         "median": median,
-        "q1": num(timing(head, "train_samples_per_s", "q1")) if len(rs) == 1 else None,
-        "q3": num(timing(head, "train_samples_per_s", "q3")) if len(rs) == 1 else None,
+        "q1": num(timing(head, "train_samples_per_s", "q1")) if len(timed) == 1 else None,
+        "q3": num(timing(head, "train_samples_per_s", "q3")) if len(timed) == 1 else None,
         "unstable": any(timing(r, "train_samples_per_s", "unstable") for r in finished),
         "flags": sorted({f.split(":", 1)[0] for r in rs for f in r.get("flags") or []}),
         "variant": timing(head, "variant"),
@@ -79,41 +81,40 @@ def _cell(rs: list[dict], fastest: float | None) -> dict:
     }
 
 
-def _figure_text(rep: dict) -> str:
-    tol = num(rep.get("tolerance"))
-    within = f" ± {tol:.3g}" if tol is not None else ""
-    return f"{rep.get('split')} {rep.get('metric')} {num(rep.get('value')):.4g}{within} ({rep.get('source') or '?'})"
-
-
 def verdict(runs: list[dict]) -> dict:
-    """Did one experiment's finished runs reproduce the documents' figures (reported[].within_tolerance)?
+    """Did one experiment reproduce the documents' figures, judged on the median over seeds
+    (reports/seeds.py)?
 
-    kind: 'reproduced' (every figure within tolerance on every finished run), 'partly', 'not' (no figure
-    within on any run), 'none' (the documents report no figure) or 'unfinished' (no run finished).
-    figures: one per reported figure, with the labels of the runs within and outside its tolerance.
+    kind: 'reproduced' (every figure reproduced by every finished backend), 'partly', 'not' (no
+    figure reproduced by any backend), 'none' (no figure) or 'unfinished' (no run finished).
+    figures: one per figure: its text and the labels per verdict (within, in_range, outside).
     """
-    ok = [r for r in sorted(runs, key=sort_key) if r["status"] == "ok"]
-    figures: dict[str, dict] = {}
-    for r in ok:
-        for rep in r.get("reported") or []:
-            f = figures.setdefault(_figure_text(rep), {"figure": _figure_text(rep), "within": [], "outside": []})
-            if rep.get("within_tolerance") is True:
-                f["within"].append(run_label(r))
-            elif rep.get("within_tolerance") is False:
-                f["outside"].append(run_label(r))
-    judged = [f for f in figures.values() if f["within"] or f["outside"]]
-    if not ok:
+    rows, _ = seeds.figure_verdicts(runs)
+    figures = []
+    for row in rows:
+        tol = f" ± {row['tolerance']:.3g}" if row["tolerance"] is not None else ""
+        value = "—" if row["reported"] is None else f"{row['reported']:.4g}"
+        f = {"figure": f"{row['split']} {row['metric']} {value}{tol} ({row['source'] or '?'})"}
+        for key, kind in (
+            ("within", seeds.REPRODUCED),
+            ("in_range", seeds.IN_RANGE),
+            ("outside", seeds.NOT_REPRODUCED),
+        ):
+            f[key] = [label for label, c in row["cells"].items() if c and c["verdict"] == kind]
+        figures.append(f)
+    judged = [f for f in figures if f["within"] or f["in_range"] or f["outside"]]
+    if not any(r["status"] == "ok" for r in runs):
         kind = "unfinished"
     elif not judged:
         kind = "none"
-    elif all(not f["outside"] for f in judged):
+    elif all(not f["in_range"] and not f["outside"] for f in judged):
         kind = "reproduced"
     elif all(not f["within"] for f in judged):
         kind = "not"
     else:
         kind = "partly"
-    n_figures = sum(not f["outside"] for f in judged)
-    return {"kind": kind, "reproduced": n_figures, "figures": list(figures.values()), "judged": len(judged)}
+    n_figures = sum(not f["in_range"] and not f["outside"] for f in judged)
+    return {"kind": kind, "reproduced": n_figures, "figures": figures, "judged": len(judged)}
 
 
 def speed_matrix(runs: list[dict]) -> dict:

@@ -1,7 +1,9 @@
 """Load the run result files the workflow writes and flatten them into one tidy table.
 
-A run result is `results/runs/{experiment}/{backend}-{device}.json` (schema_version 1); every
-key is present, null where it does not apply. `summary.csv` has one row per run.
+A run result is `results/runs/{experiment}/{backend}-{device}/seed{seed}.json` (one per training:
+a job trains every seed of the config); every key is present, null where it does not apply.
+`summary.csv` has one row per training; `summary_over_seeds.csv` the statistics over seeds
+(reports/seeds.py).
 
     python -m reports.results --results results --out results/summary.csv
 """
@@ -132,23 +134,25 @@ def load_runs(results_dir: str | Path) -> list[dict]:
             f"results directory {results_dir} does not exist; run the pipeline first "
             "(snakemake --cores N) or pass --results with the directory it wrote"
         )
-    files = sorted(runs_dir.glob("*/*.json"))
+    files = sorted(runs_dir.glob("*/*/seed*.json"))
     if not files:
+        old = sorted(runs_dir.glob("*/*.json"))
+        hint = f" ({len(old)} files of the older one-seed layout are there: rerun the pipeline)" if old else ""
         raise ResultsError(
-            f"no run results under {runs_dir} (expected runs/{{experiment}}/{{backend}}-{{device}}.json); "
-            "run the pipeline first or pass --results with the directory it wrote"
+            f"no run results under {runs_dir} (expected runs/{{experiment}}/{{backend}}-{{device}}/seed{{N}}.json)"
+            f"{hint}; run the pipeline first or pass --results with the directory it wrote"
         )
     runs = [load_run(f) for f in files]
-    seen: dict[tuple[str, str], str] = {}
+    seen: dict[tuple[str, str, int], str] = {}
     for r in runs:
-        key = (r["experiment"], run_label(r))
+        key = (r["experiment"], run_label(r), r["seed"])
         if key in seen:
             raise ResultsError(
-                f"two run results claim experiment {key[0]!r}, run {key[1]!r}: {seen[key]} and {r['_path']}; "
-                "delete the stale one"
+                f"two run results claim experiment {key[0]!r}, run {key[1]!r}, seed {key[2]}: {seen[key]} and "
+                f"{r['_path']}; delete the stale one"
             )
         seen[key] = r["_path"]
-    return sorted(runs, key=sort_key)
+    return sorted(runs, key=lambda r: (*sort_key(r), r["seed"]))
 
 
 def load_optional_json(path: str | Path) -> Any:
@@ -259,11 +263,16 @@ def summary_frame(runs: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_summary(results_dir: str | Path, out: str | Path) -> pd.DataFrame:
-    frame = summary_frame(load_runs(results_dir))
+def write_summary(results_dir: str | Path, out: str | Path, over_seeds: str | Path | None = None) -> pd.DataFrame:
+    """summary.csv (one row per training) and, beside it, summary_over_seeds.csv (reports/seeds.py)."""
+    from reports.seeds import aggregate_frame
+
+    runs = load_runs(results_dir)
+    frame = summary_frame(runs)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)
+    aggregate_frame(runs).to_csv(over_seeds or out.with_name("summary_over_seeds.csv"), index=False)
     return frame
 
 

@@ -14,7 +14,6 @@ from reports.results import (
     REGRESSION_METRICS,
     SPLITS,
     fingerprint,
-    labels_in_order,
     metric,
     num,
     reference_name,
@@ -23,6 +22,7 @@ from reports.results import (
     speedup_vs_slowest,
     timing,
 )
+from reports.seeds import seed_groups, stats
 
 ENV_FIELDS = ("device", "device_name", "cpu", "cores", "threads", "precision", "versions", "os", "python")
 LOWER_IS_BETTER = ("mse", "mae", "loss")
@@ -144,77 +144,28 @@ def environment_differences(runs: list[dict]) -> list[str]:
     return [f for f in ENV_FIELDS if len({json.dumps(field(r, f), sort_keys=True) for r in runs}) > 1]
 
 
-def _figure_key(rep: dict) -> tuple:
-    return (rep.get("metric"), rep.get("split"), num(rep.get("value")), rep.get("source"))
-
-
-def _measured(run: dict, key: tuple) -> dict | None:
-    """A run's measurement of one reported figure: status, measured, difference, within (None: not judged)."""
-    if run["status"] != "ok":
-        return {"status": run["status"], "measured": None, "difference": None, "within": None}
-    rep = next((p for p in run.get("reported") or [] if _figure_key(p) == key), None)
-    if rep is None:
-        return None
-    return {
-        "status": "ok",
-        "measured": num(rep.get("measured")),
-        "difference": num(rep.get("difference")),
-        "within": rep.get("within_tolerance"),
-    }
-
-
-def documents_table(runs: list[dict]) -> tuple[list[dict], list[str]]:
-    """Every figure the documents report, one row each, beside every run's measurement of it.
-
-    Returns the rows and the run labels (the measured columns, in report order, every experiment's);
-    row["measured"][label] is None where that run does not exist or does not measure the figure.
-    """
-    rows, labels = [], []
-    for exp, rs in by_experiment(runs).items():
-        figures: dict[tuple, dict] = {}
-        for r in rs:
-            for rep in r.get("reported") or []:
-                figures.setdefault(_figure_key(rep), rep)
-        reconstructed = any(r.get("reconstructed_labels") for r in rs)
-        exp_labels = labels_in_order(rs)
-        for key, rep in figures.items():
-            labels.extend(x for x in exp_labels if x not in labels)
-            rows.append(
-                {
-                    "experiment": exp,
-                    "reconstructed": reconstructed,
-                    "metric": rep.get("metric"),
-                    "split": rep.get("split"),
-                    "source": rep.get("source"),
-                    "reported": num(rep.get("value")),
-                    "tolerance": num(rep.get("tolerance")),
-                    "note": rep.get("note") or "",
-                    "measured": {
-                        label: _measured(next(r for r in rs if run_label(r) == label), key) for label in exp_labels
-                    },
-                }
-            )
-    for row in rows:
-        row["measured"] = {label: row["measured"].get(label) for label in labels}
-    return rows, labels
-
-
 def quality_tables(runs: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Final metrics per run: (classification rows, regression rows); row[split][metric] is a float or None."""
+    """Final metrics per backend-device over its seeds: (classification rows, regression rows);
+    row[split][metric] is the median over the finished seeds, row["range"][split][metric] (min, max)."""
     classification, regression = [], []
-    for r in sorted(runs, key=sort_key):
-        names = REGRESSION_METRICS if r["task"] == "regression" else CLASSIFICATION_METRICS
-        losses = r.get("loss_history") or []
+    for (exp, _), rs in seed_groups(runs).items():
+        head, ok = rs[0], [r for r in rs if r["status"] == "ok"]
+        names = REGRESSION_METRICS if head["task"] == "regression" else CLASSIFICATION_METRICS
+        cells = {split: {m: stats([metric(r, split, m) for r in ok]) for m in names} for split in SPLITS}
+        finals = stats([num(r["loss_history"][-1]) for r in ok if r.get("loss_history")])
         row = {
-            "experiment": r["experiment"],
-            "backend": r["backend"],
-            "mode": r.get("mode"),
-            "device": r["device"],
-            "status": r["status"],
-            **{split: {m: metric(r, split, m) for m in names} for split in SPLITS},
-            "final_loss": num(losses[-1]) if losses else None,
+            "experiment": exp,
+            "backend": head["backend"],
+            "mode": head.get("mode"),
+            "device": head["device"],
+            "status": "ok" if ok else head["status"],
+            "seeds": len(rs),
+            "seeds_ok": len(ok),
+            **{split: {m: c["median"] for m, c in cells[split].items()} for split in SPLITS},
+            "range": {split: {m: (c["min"], c["max"]) for m, c in cells[split].items()} for split in SPLITS},
+            "final_loss": finals["median"],
         }
-        (regression if r["task"] == "regression" else classification).append(row)
+        (regression if head["task"] == "regression" else classification).append(row)
     return classification, regression
 
 
@@ -279,36 +230,44 @@ def throughput_table(runs: list[dict]) -> list[dict]:
 
 
 def parity_table(runs: list[dict]) -> list[dict]:
-    """Each run's loss-curve deviation from the reference.
+    """Each backend-device's loss-curve deviation from the reference, the largest over its seeds.
 
-    kind: 'status' (the run did not finish), 'reference', 'missing' (note says why) or 'measured'
-    (deviation: max relative deviation, final_metric_difference: metric -> difference).
+    kind: 'status' (no seed finished), 'reference', 'missing' (note says why) or 'measured'
+    (deviation: max relative deviation over epochs and seeds, final_metric_difference: metric ->
+    the difference of largest magnitude over the seeds, seeds: how many seeds were compared).
     """
     reference = reference_name(runs)
     rows = []
-    for r in sorted(runs, key=sort_key):
-        p = r.get("parity")
+    for (exp, _), rs in seed_groups(runs).items():
+        head, ok = rs[0], [r for r in rs if r["status"] == "ok"]
         row = {
-            "experiment": r["experiment"],
-            "backend": r["backend"],
-            "mode": r.get("mode"),
-            "device": r["device"],
-            "dtype": (r.get("spec") or {}).get("dtype"),
-            "status": r["status"],
+            "experiment": exp,
+            "backend": head["backend"],
+            "mode": head.get("mode"),
+            "device": head["device"],
+            "dtype": (head.get("spec") or {}).get("dtype"),
+            "status": "ok" if ok else head["status"],
             "kind": "measured",
             "deviation": None,
             "note": None,
             "final_metric_difference": {},
+            "seeds": 0,
         }
-        if r["status"] != "ok":
+        measured = [r["parity"] for r in ok if (r.get("parity") or {}).get("max_rel_loss_deviation") is not None]
+        if not ok:
             row["kind"] = "status"
-        elif r["backend"] == reference:
+        elif head["backend"] == reference:
             row["kind"] = "reference"
-        elif not isinstance(p, dict) or p.get("max_rel_loss_deviation") is None:
-            row.update(kind="missing", note=(p or {}).get("note") or "not computed")
+        elif not measured:
+            row.update(kind="missing", note=(ok[0].get("parity") or {}).get("note") or "not computed")
         else:
-            fmd = p.get("final_metric_difference") or {}
-            row.update(deviation=num(p.get("max_rel_loss_deviation")), final_metric_difference=dict(fmd))
+            fmd: dict[str, float] = {}
+            for p in measured:
+                for k, v in (p.get("final_metric_difference") or {}).items():
+                    if v is not None and abs(v) >= abs(fmd.get(k, 0.0)):
+                        fmd[k] = v
+            deviation = max(num(p["max_rel_loss_deviation"]) for p in measured)
+            row.update(deviation=deviation, final_metric_difference=fmd, seeds=len(measured))
         rows.append(row)
     return rows
 

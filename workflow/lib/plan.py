@@ -26,6 +26,7 @@ class Plan:
     experiments: dict[str, cat.Experiment]
     backends: list[str]
     jobs: list[tuple[str, str, str]]  # (experiment, backend, device)
+    seeds: list[int]
     devices: dict[str, dict]  # backend -> {"devices": [...], "gpu": bool, "reason": str}
     notes: list[str] = field(default_factory=list)
     sweep_jobs: list[tuple[str, str, str]] = field(default_factory=list)  # (sweep, backend, device)
@@ -37,8 +38,17 @@ class Plan:
     def datasets(self) -> list[str]:
         return sorted({e.dataset for e in self.experiments.values()})
 
+    def job_files(self, experiment: str, backend: str, device: str, results: str = "results") -> list[str]:
+        """One training job's run results: one per seed."""
+        return [run_file(experiment, backend, device, s, results) for s in self.seeds]
+
     def run_files(self, results: str = "results") -> list[str]:
-        return [f"{results}/runs/{e}/{b}-{d}.json" for e, b, d in self.jobs]
+        return [f for job in self.jobs for f in self.job_files(*job, results=results)]
+
+
+def run_file(experiment: str, backend: str, device: str, seed: int, results: str = "results") -> str:
+    """Where one training's run result lives (the one definition of the layout)."""
+    return f"{results}/runs/{experiment}/{backend}-{device}/seed{seed}.json"
 
 
 def validate_config(config: dict, repo: Path) -> None:
@@ -127,7 +137,7 @@ def plan_from_config(config: dict, repo: Path) -> Plan:
     for b, info in every.items():
         if info.get("reason"):
             notes.append(f"{b}: {info['reason']}")
-    return Plan({e.name: e for e in chosen}, list(names), jobs, devices, notes, sweep_jobs)
+    return Plan({e.name: e for e in chosen}, list(names), jobs, list(config["seeds"]), devices, notes, sweep_jobs)
 
 
 def sweep_backends(config: dict, names: list[str]) -> list[str]:

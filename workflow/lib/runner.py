@@ -1,10 +1,11 @@
 """One training job: data in, a complete run result out (NumPy only, framework-neutral).
 
-Order of work: prepare the data in NumPy; make the initial parameters and the batch
-schedule once from the seed; train once recording per-epoch parameters (the run whose
-metrics are reported, and time to target); repeat the training `repeats` times for
-steady-state throughput; time inference on a fixed batch; compute metrics with
-scikit-learn; compare with the document's figures and with the reference backend.
+Order of work, per seed: make the initial parameters and the batch schedule from the seed;
+for a timed seed (the first, or all with time_all_seeds), time steady-state training and
+inference in a timing slot first (measure.py), so the first epoch holds the compilation; then
+train once, untimed, recording per-epoch parameters (the run whose metrics are reported, and
+time to target); compute metrics with scikit-learn; compare with the document's figures and,
+seed by seed, with the reference backend.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import resource
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,12 +40,13 @@ class JobConfig:
 
     threads: int
     repeats: int
-    seed: int
+    seeds: list[int]
     inference_batch: int
     epochs_scale: float
     min_repeat_seconds: float
     results: str = "results"
     ceiling_gflops: float | None = None  # results/machine.json's, when the calibration ran
+    time_all_seeds: bool = False
 
     def timing(self) -> TimingConfig:
         return TimingConfig(self.threads, self.repeats, self.min_repeat_seconds, self.inference_batch, self.results)
@@ -97,35 +100,41 @@ def run_job(
     device: str,
     dataset_path: str | Path,
     cfg: JobConfig,
-    reference: dict | None = None,
-) -> dict:
-    """Train one (experiment, backend, device) and return its run result. Never raises for a
-    training failure: the result then has status "failed" and the message."""
+    references: dict[int, dict] | None = None,
+) -> Iterator[dict]:
+    """Train one (experiment, backend, device) once per seed of cfg.seeds, yielding each seed's run
+    result as it is done. Never raises for a training failure: that result then has status
+    "failed" and the message. references: the reference backend's results by seed, for parity."""
     ds = datasets.load(dataset_path)
     prep = prepare(ds, exp)
     spec = exp.spec(n_inputs=prep.X_train.shape[1], n_outputs=prep.n_outputs, epochs_scale=cfg.epochs_scale)
-    seed = exp.entry.get("seed", cfg.seed)
-    result = _skeleton(exp, ds, backend_name, device, spec, seed, cfg, prep)
     backend = backends.get_backend(backend_name, threads=cfg.threads)
-    result["framework"], result["mode"] = backend.framework, backend.mode
-    # device_info may raise for a device the backend does not see: recorded as a failed run below
-    result["environment"] = fingerprint(
-        device, _safe(lambda: backend.device_info(device)) or {}, cfg.threads, spec.dtype
-    )
-    result["environment"]["thread_settings"] = backend.thread_settings()
-    try:
-        _train_and_measure(result, backend, spec, prep, seed, cfg, device, exp)
-    except Exception as e:  # noqa: BLE001 - recorded in the result, the pipeline goes on
-        result["status"] = "failed"
-        result["message"] = f"{type(e).__name__}: {e}"
-        result["traceback"] = traceback.format_exc()
-    result["memory"] = {
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "peak_device_bytes": _safe(lambda: backend.peak_device_memory(device)),
-    }
-    if reference and backend_name != backends.REFERENCE:
-        result["parity"] = parity(result, _comparable_reference(reference, backend, spec, prep, seed))
-    return result
+    pace: dict | None = None  # the first timed seed's timings: the untimed seeds' time to target uses its pace
+    for i, seed in enumerate(cfg.seeds):
+        timed = cfg.time_all_seeds or i == 0
+        result = _skeleton(exp, ds, backend_name, device, spec, seed, cfg, prep)
+        result["framework"], result["mode"] = backend.framework, backend.mode
+        # device_info may raise for a device the backend does not see: recorded as a failed run below
+        result["environment"] = fingerprint(
+            device, _safe(lambda: backend.device_info(device)) or {}, cfg.threads, spec.dtype
+        )
+        result["environment"]["thread_settings"] = backend.thread_settings()
+        try:
+            _train_and_measure(result, backend, spec, prep, seed, cfg, device, exp, timed, pace)
+        except Exception as e:  # noqa: BLE001 - recorded in the result, the pipeline goes on
+            result["status"] = "failed"
+            result["message"] = f"{type(e).__name__}: {e}"
+            result["traceback"] = traceback.format_exc()
+        if timed and pace is None and result["timings"].get("steady_epoch_seconds"):
+            pace = {**result["timings"], "seed": seed}
+        result["memory"] = {
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_device_bytes": _safe(lambda: backend.peak_device_memory(device)),
+        }
+        reference = (references or {}).get(seed)
+        if reference and backend_name != backends.REFERENCE:
+            result["parity"] = parity(result, _comparable_reference(reference, backend, spec, prep, seed))
+        yield result
 
 
 def _comparable_reference(reference: dict, backend, spec: Spec, prep: Prepared, seed: int) -> dict:
@@ -182,12 +191,20 @@ def _skeleton(exp, ds, backend_name, device, spec: Spec, seed, cfg, prep) -> dic
     }
 
 
-def _train_and_measure(result, backend, spec: Spec, prep: Prepared, seed, cfg: JobConfig, device, exp) -> None:
+def _train_and_measure(
+    result, backend, spec: Spec, prep: Prepared, seed, cfg: JobConfig, device, exp, timed: bool, pace: dict | None
+) -> None:
+    """A timed seed is timed (measure.py) before its quality training; an untimed seed's time to
+    target takes the timed seed's compile time and steady epoch (pace), when that seed finished."""
     backend.check_device(device)
     p0 = init_params(spec, seed)
     Y = prep.Y_train.astype(spec.dtype)
-    # Timed first, in a fresh process, so the first epoch holds the compilation (see measure.py).
-    timings = measure(backend, spec, prep.X_train, Y, p0, seed + 1, device, cfg.timing(), cfg.ceiling_gflops)
+    if timed:
+        # Timed first; for the first seed in a fresh process, so the first epoch holds the compilation.
+        timings = measure(backend, spec, prep.X_train, Y, p0, seed + 1, device, cfg.timing(), cfg.ceiling_gflops)
+        timings["timed"] = True
+    else:
+        timings = {"timed": False, "variant": pace.get("variant"), "flags": []}
     result["timings"] = timings
     result["flags"] = list(timings["flags"])
 
@@ -198,7 +215,7 @@ def _train_and_measure(result, backend, spec: Spec, prep: Prepared, seed, cfg: J
     # Wall-clock start and end of the training the metrics come from: the MLflow run spans them.
     timings["training_wall"] = {"start": started, "end": time.time()}
     quality_variant = run.extra.get("variant")
-    if timings["variant"] and quality_variant and quality_variant not in timings["variant"]:
+    if timings.get("variant") and quality_variant and quality_variant not in timings["variant"]:
         result["flags"].append(f"variant changed: timed {timings['variant']}, quality run {quality_variant}")
     losses = np.asarray(run.loss_history, dtype=np.float64)
     result["loss_history"] = [float(v) if np.isfinite(v) else None for v in losses]
@@ -216,7 +233,9 @@ def _train_and_measure(result, backend, spec: Spec, prep: Prepared, seed, cfg: J
     for fig in result["reported"]:
         _compare(fig, result["metrics"])
 
-    history, ttt = _time_to_target(spec, prep, run.param_history, timings, exp.target())
+    history, ttt = _time_to_target(spec, prep, run.param_history, timings if timed else pace, exp.target())
+    if ttt and not timed:
+        ttt["pace_from_seed"] = (pace or {}).get("seed")
     result["metric_history"] = history
     timings["time_to_target"] = ttt
     if backend.name == backends.REFERENCE:
@@ -251,7 +270,7 @@ def _compare(fig: dict, metrics: dict) -> None:
     fig["within_tolerance"] = None if tol is None else bool(abs(fig["difference"]) <= tol)
 
 
-def _time_to_target(spec, prep: Prepared, param_history, timings: dict, target) -> tuple[dict, dict | None]:
+def _time_to_target(spec, prep: Prepared, param_history, timings: dict | None, target) -> tuple[dict, dict | None]:
     """Per-epoch train/test accuracy (or MSE) from the recorded parameters, evaluated in NumPy, and
     the time to the first epoch that meets the target: compile time plus that many epochs at the
     measured steady-state pace (both timed in the slot, so the figure carries no foreign load)."""
@@ -271,7 +290,12 @@ def _time_to_target(spec, prep: Prepared, param_history, timings: dict, target) 
     lower = target["metric"] in LOWER_IS_BETTER
     for e, v in enumerate(series):
         if v is not None and (v <= target["value"] if lower else v >= target["value"]):
-            seconds = timings["compile_seconds"] + (e + 1) * timings["steady_epoch_seconds"]
+            pace = timings or {}
+            seconds = (
+                pace["compile_seconds"] + (e + 1) * pace["steady_epoch_seconds"]
+                if "steady_epoch_seconds" in pace
+                else None  # no timed seed finished: no pace to convert epochs into seconds
+            )
             return history, {**goal, "reached": True, "epochs": e + 1, "seconds": seconds}
     best = (min if lower else max)((v for v in series if v is not None), default=None)
     return history, {**goal, "reached": False, "epochs": None, "seconds": None, "best": best}

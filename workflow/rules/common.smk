@@ -44,5 +44,5 @@ def train_inputs(wildcards):
     exp = PLAN.experiments[wildcards.experiment]
     inputs = {"dataset": f"results/datasets/{exp.dataset}.npz", "store": STORE, "machine": "results/machine.json"}
     if wildcards.backend != backends.REFERENCE and backends.REFERENCE in PLAN.backends:
-        inputs["reference"] = f"results/runs/{wildcards.experiment}/{backends.REFERENCE}-cpu.json"
+        inputs["reference"] = PLAN.job_files(wildcards.experiment, backends.REFERENCE, "cpu")
     return inputs

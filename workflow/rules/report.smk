@@ -23,7 +23,8 @@ rule summary:
     input:
         PLAN.run_files(),
     output:
-        report("results/summary.csv", caption="../report/summary.rst", category="Summary"),
+        summary=report("results/summary.csv", caption="../report/summary.rst", category="Summary"),
+        over_seeds=report("results/summary_over_seeds.csv", caption="../report/summary.rst", category="Summary"),
     params:
         py=PY,
     resources:
@@ -34,7 +35,7 @@ rule summary:
     conda:
         CONDA_ENV
     shell:
-        "{params.py} -m reports.results --results results --out {output} > {log} 2>&1"
+        "{params.py} -m reports.results --results results --out {output.summary} > {log} 2>&1"
 
 
 rule report:

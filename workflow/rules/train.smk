@@ -44,10 +44,11 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        "results/runs/{experiment}/{backend}-{device}.json",
+        # one run result per seed (config `seeds`): results/runs/{experiment}/{backend}-{device}/seed{N}.json
+        expand("results/runs/{{experiment}}/{{backend}}-{{device}}/seed{seed}.json", seed=PLAN.seeds),
     params:
         py=PY,
-        reference=lambda wc, input: input.get("reference", ""),
+        reference=lambda wc, input: " ".join(input.get("reference", [])),
         uri=config["mlflow"]["tracking_uri"] or "",
         experiment=config["mlflow"]["experiment"],
         repeats=config["repeats"],
@@ -55,7 +56,8 @@ rule train:
         # The resolved experiment (entry with defaults, reported figures): what decides the job's result,
         # so editing one catalogue entry reruns exactly its jobs.
         resolved=lambda wc: PLAN.experiments[wc.experiment].to_json(),
-        seed=config["seed"],
+        seeds=" ".join(map(str, PLAN.seeds)),
+        time_all=" --time-all-seeds" if config["time_all_seeds"] else "",
         batch=config["inference_batch"],
         scale=config["epochs_scale"],
     threads: config["threads"]
@@ -73,8 +75,9 @@ rule train:
         CONDA_ENV
     shell:
         "{params.py} -m workflow.scripts.train --experiment {wildcards.experiment} --backend {wildcards.backend}"
-        " --device {wildcards.device} --dataset {input.dataset} --reference={params.reference:q}"
-        " --experiment-json {params.resolved:q} --threads {threads} --repeats {params.repeats} --seed {params.seed}"
+        " --device {wildcards.device} --dataset {input.dataset} --reference {params.reference}"
+        " --experiment-json {params.resolved:q} --threads {threads} --repeats {params.repeats}"
+        " --seeds {params.seeds}{params.time_all}"
         " --min-repeat-seconds {params.min_repeat} --machine {input.machine}"
         " --inference-batch {params.batch} --epochs-scale {params.scale} --results results"
         " --uri={params.uri:q} --mlflow-experiment {params.experiment:q} --out {output} > {log} 2>&1"

@@ -1,4 +1,8 @@
-"""Train one (experiment, backend, device), write its run result and log one MLflow run."""
+"""Train one (experiment, backend, device) once per seed: a run result and an MLflow run per seed.
+
+One process for all seeds: the frameworks are imported once, and only the first seed's training
+(or every seed's, --time-all-seeds) is timed; the others are trained for quality only.
+"""
 
 from __future__ import annotations
 
@@ -18,61 +22,69 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", required=True)
     ap.add_argument("--device", required=True)
     ap.add_argument("--dataset", required=True, help="results/datasets/{name}.npz")
-    ap.add_argument("--reference", default="", help="the reference backend's run result, for parity")
+    ap.add_argument("--reference", nargs="*", default=[], help="the reference backend's run results, for parity")
     ap.add_argument("--machine", default="", help="results/machine.json, for the ceiling")
     ap.add_argument("--experiment-json", required=True, help="the resolved experiment (Experiment.to_json)")
     ap.add_argument("--threads", type=int, required=True)
     ap.add_argument("--repeats", type=int, required=True)
     ap.add_argument("--min-repeat-seconds", type=float, required=True)
-    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--seeds", type=int, nargs="+", required=True)
+    ap.add_argument("--time-all-seeds", action="store_true", help="time every seed, not only the first")
     ap.add_argument("--inference-batch", type=int, required=True)
     ap.add_argument("--epochs-scale", type=float, required=True)
     ap.add_argument("--results", default="results")
     ap.add_argument("--uri", default="")
     ap.add_argument("--mlflow-experiment", required=True)
     ap.add_argument("--no-mlflow", action="store_true", help="write the run result only")
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", nargs="+", required=True, help="one run result file per seed, in --seeds order")
     args = ap.parse_args(argv)
     # Before any framework starts: thread variables set, NumPy's BLAS limited, pinned off the timing CPUs.
     timing.prepare_process(args.threads)
 
-    from reports.plots import write_figures
     from workflow.lib import catalogue
     from workflow.lib.runner import JobConfig, run_job
-    from workflow.lib.tracking import log_run, resolve_uri
 
     exp = catalogue.Experiment.from_json(args.experiment_json)
     if exp.name != args.experiment:
         raise SystemExit(f"--experiment {args.experiment!r} but --experiment-json describes {exp.name!r}")
-    reference = json.loads(Path(args.reference).read_text()) if args.reference else None
+    if len(args.out) != len(args.seeds):
+        raise SystemExit(f"{len(args.seeds)} --seeds but {len(args.out)} --out files: give one file per seed")
+    references = {r["seed"]: r for r in (json.loads(Path(p).read_text()) for p in args.reference)}
     machine = json.loads(Path(args.machine).read_text()) if args.machine else {}
     cfg = JobConfig(
         threads=args.threads,
         repeats=args.repeats,
-        seed=args.seed,
+        seeds=args.seeds,
+        time_all_seeds=args.time_all_seeds,
         inference_batch=args.inference_batch,
         epochs_scale=args.epochs_scale,
         min_repeat_seconds=args.min_repeat_seconds,
         results=args.results,
         ceiling_gflops=machine.get("ceiling_gflops"),
     )
-    result = run_job(exp, args.backend, args.device, args.dataset, cfg, reference)
-    print(f"{args.experiment} {args.backend}-{args.device}: {result['status']} {result['message']}")
-    for flag in result.get("flags", []):
-        print(f"flag: {flag}")
-
-    if not args.no_mlflow:
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                plots = write_figures([result], Path(tmp), args.results)
-                log_run(
-                    result, plots, resolve_uri(args.uri or None, args.results), args.mlflow_experiment, args.results
-                )
-            except Exception as e:  # noqa: BLE001 - the computed result is kept either way
-                result["mlflow"] = {"error": f"{type(e).__name__}: {e}"}
-                print(f"warning: MLflow logging failed, run result kept: {e}", file=sys.stderr)
-    write_result(result, Path(args.out))
+    for result, out in zip(run_job(exp, args.backend, args.device, args.dataset, cfg, references), args.out):
+        print(f"{exp.name} {args.backend}-{args.device} seed {result['seed']}: {result['status']} {result['message']}")
+        for flag in result.get("flags", []):
+            print(f"flag: {flag}")
+        if not args.no_mlflow:
+            _log(result, args)
+        write_result(result, Path(out))
     return 0
+
+
+def _log(result: dict, args: argparse.Namespace) -> None:
+    """One MLflow run; its figures only for a timed training (the seeds' curves are in the report)."""
+    from reports.plots import write_figures
+    from workflow.lib.tracking import log_run, resolve_uri
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            timed = bool(result["timings"].get("timed"))
+            plots = write_figures([result], Path(tmp), args.results) if timed else []
+            log_run(result, plots, resolve_uri(args.uri or None, args.results), args.mlflow_experiment, args.results)
+        except Exception as e:  # noqa: BLE001 - the computed result is kept either way
+            result["mlflow"] = {"error": f"{type(e).__name__}: {e}"}
+            print(f"warning: MLflow logging failed, run result kept: {e}", file=sys.stderr)
 
 
 def write_result(result: dict, path: Path) -> None:
