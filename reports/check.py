@@ -147,7 +147,7 @@ def _quality(exp: str, label: str, seeds: list[dict], base: dict) -> list[Check]
         expected, tol = float(b["expected"]), float(b["tolerance"])
         values = [metric(r, split, name) for r in seeds]
         got = statistics.median(values) if all(v is not None and math.isfinite(v) for v in values) else None
-        row = Check(exp, label, f"{key} (median)", g(expected), g(got), f"± {tol:.3g}", "pass")
+        row = Check(exp, label, key, g(expected), g(got), f"± {tol:.3g} (median of {len(values)} seeds)", "pass")
         if got is None:
             row.verdict, row.fails = "FAILED: no value", True
         elif abs(got - expected) > tol:

@@ -22,7 +22,7 @@ from reports.results import (
     speedup_vs_slowest,
     timing,
 )
-from reports.seeds import seed_groups, stats
+from reports.seeds import seed_groups, stats, timed_runs
 
 ENV_FIELDS = ("device", "device_name", "cpu", "cores", "threads", "precision", "versions", "os", "python")
 LOWER_IS_BETTER = ("mse", "mae", "loss")
@@ -198,9 +198,10 @@ def time_to_target(run: dict) -> dict | None:
 
 
 def throughput_table(runs: list[dict]) -> list[dict]:
-    """Throughput, compile time, time to target and memory of every finished run; speed-up vs the slowest."""
+    """Throughput, compile time, time to target and memory of every finished timed run (the first seed of
+    each job unless time_all_seeds); speed-up vs the slowest."""
     rows = []
-    for exp, rs in by_experiment(runs).items():
+    for exp, rs in by_experiment(timed_runs(runs)).items():
         speed = {k: speedup_vs_slowest(rs, k) for k in ("train", "inference")}
         for r in rs:
             if r["status"] != "ok":

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import backends
-from workflow.lib import catalogue
+from workflow.lib import catalogue, plan
 from workflow.lib.catalogue import Experiment
 from workflow.lib.runner import JobConfig, run_job
 from workflow.scripts import make_dataset
@@ -38,15 +38,16 @@ DIVERGING = "hotels-diverge"  # hotels-mlp with SGD at learning rate 1e30: the s
 DIVERGING_FROM = "hotels-mlp"
 FAILING = ("moons-mlp", backends.REFERENCE, "gpu")  # experiment, backend, device: NumPy has no GPU, the job fails
 EPOCHS_SCALE = 0.2
+SEEDS = (0, 1)  # every training twice: the reports' statistics over seeds have something to aggregate
 NOT_SEEN = "no CUDA device seen on this machine"
 
 
-def job_config(seed: int, results_dir: Path) -> JobConfig:
+def job_config(seeds: tuple[int, ...], results_dir: Path) -> JobConfig:
     """Short: 3 repetitions of at least 20 ms, as a CI-sized run; the timing slots live in results_dir."""
     return JobConfig(
         threads=1,
         repeats=3,
-        seed=seed,
+        seeds=list(seeds),
         inference_batch=256,
         epochs_scale=EPOCHS_SCALE,
         min_repeat_seconds=0.02,
@@ -68,8 +69,8 @@ def experiments(problems: bool) -> list[Experiment]:
     return chosen + [diverging(cat[DIVERGING_FROM])] if problems else chosen
 
 
-def run_path(results_dir: Path, experiment: str, backend: str, device: str) -> Path:
-    return results_dir / "runs" / experiment / f"{backend}-{device}.json"
+def run_path(results_dir: Path, experiment: str, backend: str, device: str, seed: int = SEEDS[0]) -> Path:
+    return Path(plan.run_file(experiment, backend, device, seed, str(results_dir)))
 
 
 def write_dataset(results_dir: Path, name: str, seed: int) -> Path:
@@ -86,37 +87,40 @@ def build_results(
     seed: int = 0,
     names: tuple[str, ...] = NAMES,
     problems: bool = True,
+    seeds: tuple[int, ...] = SEEDS,
 ) -> list[dict]:
-    """Write a results tree: datasets, one run file per (experiment, backend) on CPU, config.json, devices.json.
+    """Write a results tree: datasets (built with `seed`), one run file per (experiment, backend, seed)
+    on CPU, config.json, devices.json.
 
-    The reference backend trains first; its run file is the others' parity reference, as in the
+    The reference backend trains first; its run files are the others' parity references, as in the
     pipeline. Returns the run results as written (read back from their files).
     """
     if backends.REFERENCE not in names:
         raise ValueError(f"names {names} lacks the reference backend {backends.REFERENCE!r}; parity needs it")
     results_dir = Path(results_dir)
-    cfg = job_config(seed, results_dir)
+    cfg = job_config(seeds, results_dir)
     exps = experiments(problems)
     npz = {ds: write_dataset(results_dir, ds, seed) for ds in dict.fromkeys(e.dataset for e in exps)}
     written = []
     for exp in exps:
         ordered = [backends.REFERENCE, *(b for b in names if b != backends.REFERENCE)]
-        reference = None
+        references: dict[int, dict] = {}
         for backend in ordered:
-            path = run_path(results_dir, exp.name, backend, "cpu")
             with _quiet_overflow(exp):
-                result = run_job(exp, backend, "cpu", npz[exp.dataset], cfg, reference=reference)
-            write_json(result, path)
-            written.append(path)
-            if backend == backends.REFERENCE:
-                reference = json.loads(path.read_text())
+                for result in run_job(exp, backend, "cpu", npz[exp.dataset], cfg, references):
+                    path = run_path(results_dir, exp.name, backend, "cpu", result["seed"])
+                    write_json(result, path)
+                    written.append(path)
+                    if backend == backends.REFERENCE:
+                        references[result["seed"]] = json.loads(path.read_text())
     if problems:
         name, backend, device = FAILING
         exp = next(e for e in exps if e.name == name)
-        path = run_path(results_dir, name, backend, device)
-        write_json(run_job(exp, backend, device, npz[exp.dataset], cfg), path)
-        written.append(path)
-    write_side_files(results_dir, names, seed, problems)
+        for result in run_job(exp, backend, device, npz[exp.dataset], cfg):
+            path = run_path(results_dir, name, backend, device, result["seed"])
+            write_json(result, path)
+            written.append(path)
+    write_side_files(results_dir, names, seeds, problems)
     return [json.loads(p.read_text()) for p in written]
 
 
@@ -125,18 +129,18 @@ def _quiet_overflow(exp: Experiment) -> contextlib.AbstractContextManager:
     return np.errstate(over="ignore", invalid="ignore") if exp.name == DIVERGING else contextlib.nullcontext()
 
 
-def write_side_files(results_dir: Path, names: tuple[str, ...], seed: int, problems: bool) -> None:
+def write_side_files(results_dir: Path, names: tuple[str, ...], seeds: tuple[int, ...], problems: bool) -> None:
     """config.json (the resolved config) and devices.json (what each backend was scheduled on, and why not more).
 
     Devices "auto" on a machine without a GPU: every backend runs on CPU only; with problems the
     NumPy reference was also forced onto a GPU (the failing job).
     """
-    cfg = job_config(seed, results_dir)
+    cfg = job_config(seeds, results_dir)
     config = {
         "experiments": [e.name for e in experiments(problems)],
         "backends": list(names),
         "devices": ["auto"],
-        "seed": seed,
+        "seeds": list(seeds),
         "threads": cfg.threads,
         "repeats": cfg.repeats,
         "inference_batch": cfg.inference_batch,
@@ -159,9 +163,9 @@ def without_problems(src: str | Path, dst: str | Path) -> Path:
         raise ValueError(f"{src} was not built with problems=True (no {DIVERGING!r} in its config.json)")
     shutil.copytree(src, dst)
     shutil.rmtree(dst / "runs" / DIVERGING)
-    run_path(dst, *FAILING).unlink()
-    write_side_files(dst, tuple(config["backends"]), config["seed"], problems=False)
-    bad = [str(p) for p in (dst / "runs").glob("*/*.json") if json.loads(p.read_text())["status"] != "ok"]
+    shutil.rmtree(run_path(dst, *FAILING).parent)
+    write_side_files(dst, tuple(config["backends"]), tuple(config["seeds"]), problems=False)
+    bad = [str(p) for p in (dst / "runs").glob("*/*/*.json") if json.loads(p.read_text())["status"] != "ok"]
     if bad:
         raise RuntimeError(f"runs that should have finished did not: {bad}; read their messages")
     return dst

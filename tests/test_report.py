@@ -40,7 +40,7 @@ def results(tmp_path_factory) -> Path:
 
 
 def read_run(results: Path, experiment: str, label: str) -> dict:
-    return json.loads((results / "runs" / experiment / f"{label}.json").read_text())
+    return json.loads((results / "runs" / experiment / label / "seed0.json").read_text())
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +58,7 @@ def test_summary_has_one_row_per_run_with_the_files_values(results, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     frame = pd.read_csv(out)
-    files = sorted((results / "runs").glob("*/*.json"))
+    files = sorted((results / "runs").glob("*/*/*.json"))
     config = json.loads((results / "config.json").read_text())
     assert len(frame) == len(files) == len(config["experiments"]) * len(config["backends"]) + 1  # + the failed run
     for col in (
@@ -68,7 +68,7 @@ def test_summary_has_one_row_per_run_with_the_files_values(results, tmp_path):
         "fingerprint", "mlflow_run_id", "train_speedup_vs_slowest",
     ):  # fmt: skip
         assert col in frame.columns, col
-    run = json.loads((results / "runs" / "moons-mlp" / "torch-cpu.json").read_text())
+    run = json.loads((results / "runs" / "moons-mlp" / "torch-cpu" / "seed0.json").read_text())
     got = frame[(frame.experiment == "moons-mlp") & (frame.backend == "torch")].iloc[0]
     assert got.test_accuracy == run["metrics"]["test"]["accuracy"]
     assert got.train_samples_per_s_median == run["timings"]["train_samples_per_s"]["median"]
@@ -207,11 +207,11 @@ def test_bad_results_are_clear_errors(results, tmp_path, capsys):
         load_runs(tmp_path / "missing")
     copy = tmp_path / "results"
     shutil.copytree(results, copy)
-    bad = copy / "runs" / "moons-mlp" / "torch-cpu.json"
+    bad = copy / "runs" / "moons-mlp" / "torch-cpu" / "seed0.json"
     bad.write_text("{not json")
     with pytest.raises(ResultsError, match="torch-cpu.json.*rerun its training job"):
         load_runs(copy)
-    run = json.loads((results / "runs" / "moons-mlp" / "torch-cpu.json").read_text())
+    run = json.loads((results / "runs" / "moons-mlp" / "torch-cpu" / "seed0.json").read_text())
     bad.write_text(json.dumps({**run, "schema_version": 7}))
     with pytest.raises(ResultsError, match="schema_version 7"):
         load_runs(copy)

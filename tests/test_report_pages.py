@@ -40,7 +40,7 @@ def scale_speed(run: dict, factor: float) -> None:
 
 
 def edit_run(tree: Path, experiment: str, label: str, fn) -> dict:
-    path = tree / "runs" / experiment / f"{label}.json"
+    path = tree / "runs" / experiment / label / "seed0.json"
     run = json.loads(path.read_text())
     fn(run)
     path.write_text(json.dumps(run))
@@ -54,7 +54,7 @@ def wide(results, tmp_path_factory) -> Path:
     tree = tmp_path_factory.mktemp("wide") / "results"
     shutil.copytree(results, tree)
     for exp_dir in sorted((tree / "runs").iterdir()):
-        torch = json.loads((exp_dir / "torch-cpu.json").read_text())
+        torch = json.loads((exp_dir / "torch-cpu" / "seed0.json").read_text())
         for backend, factor in EXTRA_BACKENDS.items():
             run = copy.deepcopy(torch)
             run.update(
@@ -62,7 +62,7 @@ def wide(results, tmp_path_factory) -> Path:
             )
             if run["status"] == "ok":
                 scale_speed(run, factor)
-            (exp_dir / f"{backend}-cpu.json").write_text(json.dumps(run))
+            (exp_dir / f"{backend}-cpu" / "seed0.json").write_text(json.dumps(run))
     return tree
 
 
@@ -150,7 +150,7 @@ def test_every_run_links_to_its_mlflow_run(results):
 def test_comparison_page_finds_a_slower_backend_and_a_changed_metric(results, tmp_path):
     slower = tmp_path / "slower"
     shutil.copytree(results, slower)
-    before = json.loads((results / "runs" / "moons-mlp" / "torch-cpu.json").read_text())
+    before = json.loads((results / "runs" / "moons-mlp" / "torch-cpu" / "seed0.json").read_text())
     after = edit_run(slower, "moons-mlp", "torch-cpu", lambda r: scale_speed(r, 1 / 3))
 
     def lower_accuracy(r: dict) -> None:
@@ -184,7 +184,9 @@ def test_comparison_page_finds_a_slower_backend_and_a_changed_metric(results, tm
     assert 'class="num worse">×0.33<' in row and "same fingerprint" in row
     quality = page[page.index('<section id="cmp-quality">') : page.index('<section id="cmp-parity">')]
     new = changed["metrics"]["test"]["accuracy"]
-    old = json.loads((results / "runs" / "moons-logistic" / "jax-eager-cpu.json").read_text())["metrics"]["test"]
+    old = json.loads((results / "runs" / "moons-logistic" / "jax-eager-cpu" / "seed0.json").read_text())["metrics"][
+        "test"
+    ]
     cells = (
         rf'<td class="num">{new:.4f}</td><td class="num">{old["accuracy"]:.4f}</td>\s*<td class="num worse">-0.0500<'
     )

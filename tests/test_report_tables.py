@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from reports import seeds as S
 from reports import tables as T
 from reports.results import load_devices, load_runs, run_label
-from tests.helpers_results import DIVERGING, EXPERIMENTS, FAILING, NAMES, NOT_SEEN, shared_tree
+from tests.helpers_results import DIVERGING, EXPERIMENTS, FAILING, NAMES, NOT_SEEN, SEEDS, shared_tree
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +26,12 @@ def runs(results) -> list[dict]:
 
 
 def by_key(runs: list[dict]) -> dict[tuple[str, str], dict]:
-    return {(r["experiment"], run_label(r)): r for r in runs}
+    """The first seed's run of each (experiment, label)."""
+    return {(r["experiment"], run_label(r)): r for r in runs if r["seed"] == SEEDS[0]}
+
+
+def seeds_of(runs: list[dict], experiment: str, label: str) -> list[dict]:
+    return [r for r in runs if (r["experiment"], run_label(r)) == (experiment, label)]
 
 
 def no_markup(rows) -> None:
@@ -55,11 +62,11 @@ def test_experiments_table_has_one_row_per_experiment_with_its_runs(runs):
 
 
 def test_status_counts_match_the_files(results, runs):
-    statuses = [json.loads(p.read_text())["status"] for p in (results / "runs").glob("*/*.json")]
+    statuses = [json.loads(p.read_text())["status"] for p in (results / "runs").glob("*/*/*.json")]
     n = T.status_counts(runs)
     assert n["runs"] == len(statuses) and n["experiments"] == len(EXPERIMENTS) + 1
     assert (n["ok"], n["diverged"], n["failed"]) == tuple(statuses.count(s) for s in ("ok", "diverged", "failed"))
-    assert n["diverged"] == len(NAMES) and n["failed"] == 1 and n["fingerprints"] == 2
+    assert n["diverged"] == len(NAMES) * len(SEEDS) and n["failed"] == len(SEEDS) and n["fingerprints"] == 2
 
 
 def test_environment_table_has_one_row_per_fingerprint(runs):
@@ -75,42 +82,65 @@ def test_environment_table_has_one_row_per_fingerprint(runs):
     assert T.environment_differences([r for r in runs if r["device"] == "cpu"]) == []
 
 
-def test_documents_table_puts_each_runs_measurement_beside_the_figure(runs):
-    rows, labels = T.documents_table(runs)
+def test_figure_verdicts_judge_each_figure_on_the_median_over_seeds(runs):
+    rows, labels = S.figure_verdicts(runs)
     no_markup(rows)
     assert labels[0] == "numpy-cpu" and set(labels) == {*(f"{n}-cpu" for n in NAMES), "numpy-gpu"}
-    files = by_key(runs)
     seen = 0
     for row in rows:
-        assert list(row["measured"]) == labels
-        for label, got in row["measured"].items():
-            run = files.get((row["experiment"], label))
-            if run is None:
+        assert list(row["cells"]) == labels
+        for label, got in row["cells"].items():
+            rs = seeds_of(runs, row["experiment"], label)
+            if not rs:
                 assert got is None
                 continue
-            if run["status"] != "ok":
-                assert got["status"] == run["status"] and got["measured"] is None
+            if all(r["status"] != "ok" for r in rs):
+                assert got["status"] == rs[0]["status"] and got["n"] == 0 and got["verdict"] is None
                 continue
-            fig = next(f for f in run["reported"] if (f["metric"], f["split"]) == (row["metric"], row["split"]))
-            assert (got["measured"], got["within"]) == (fig["measured"], fig["within_tolerance"])
-            assert row["reported"] == fig["value"] and row["source"] == fig["source"]
+            values = [
+                next(f for f in r["reported"] if (f["metric"], f["split"]) == (row["metric"], row["split"]))["measured"]
+                for r in rs
+            ]
+            assert got["n"] == len(SEEDS) and got["values"] == values
+            assert got["median"] == pytest.approx(sorted(values)[0] + (sorted(values)[1] - sorted(values)[0]) / 2)
+            assert (got["min"], got["max"]) == (min(values), max(values))
+            tol = row["tolerance"] or 0.0
+            want = (
+                S.REPRODUCED
+                if abs(got["median"] - row["reported"]) <= tol
+                else S.IN_RANGE
+                if min(values) - tol <= row["reported"] <= max(values) + tol
+                else S.NOT_REPRODUCED
+            )
+            assert got["verdict"] == want
             seen += 1
     assert seen >= len(EXPERIMENTS) * len(NAMES)
     assert {r["experiment"] for r in rows} == {*EXPERIMENTS, DIVERGING}
 
 
-def test_quality_tables_split_classification_and_regression(runs):
+def test_judge_reads_the_three_verdicts():
+    s = S.stats([0.80, 0.90, 0.95])
+    assert S.judge(0.90, 0.005, s) == S.REPRODUCED
+    assert S.judge(0.94, 0.005, s) == S.IN_RANGE
+    assert S.judge(0.99, 0.005, s) == S.NOT_REPRODUCED
+    assert S.judge(None, 0.005, s) is None and S.judge(0.9, 0.005, S.stats([])) is None
+
+
+def test_quality_tables_give_the_median_and_range_over_seeds(runs):
     classification, regression = T.quality_tables(runs)
     no_markup([classification, regression])
-    files = by_key(runs)
     assert {r["experiment"] for r in regression} == {"hotels-mlp", DIVERGING}
     for row in classification + regression:
-        run = files[(row["experiment"], f"{row['backend']}-{row['device']}")]
+        rs = [r for r in seeds_of(runs, row["experiment"], f"{row['backend']}-{row['device']}") if r["status"] == "ok"]
+        assert row["seeds_ok"] == len(rs)
         for split in ("train", "test"):
             for name, value in row[split].items():
-                assert value == ((run.get("metrics") or {}).get(split) or {}).get(name), (row["experiment"], name)
-        if run["status"] == "ok":
-            assert row["final_loss"] == run["loss_history"][-1]
+                values = [r["metrics"][split][name] for r in rs]
+                if not values:
+                    assert value is None
+                    continue
+                assert value == pytest.approx(float(np.median(values))), (row["experiment"], name)
+                assert row["range"][split][name] == (min(values), max(values))
     assert set(classification[0]["train"]) == {"accuracy", "precision", "recall", "f1"}
     assert set(regression[0]["test"]) == {"mse", "mae", "r2"}
     assert all(v is None for r in regression if r["experiment"] == DIVERGING for v in r["train"].values())
@@ -119,8 +149,9 @@ def test_quality_tables_split_classification_and_regression(runs):
 def test_throughput_table_covers_finished_runs_with_speedups(runs):
     rows = T.throughput_table(runs)
     no_markup(rows)
-    ok = [r for r in runs if r["status"] == "ok"]
-    assert len(rows) == len(ok)
+    ok = [r for r in runs if r["status"] == "ok" and r["seed"] == SEEDS[0]]
+    assert len(rows) == len(ok) and all(S.is_timed(r) for r in ok)
+    assert not any(S.is_timed(r) for r in runs if r["seed"] != SEEDS[0])
     for exp in EXPERIMENTS:
         speeds = [r["train"]["speedup"] for r in rows if r["experiment"] == exp]
         assert min(speeds) == 1.0 and all(s >= 1.0 for s in speeds)
@@ -141,13 +172,18 @@ def test_parity_table_names_each_runs_role(runs):
     kinds = {(r["experiment"], r["backend"], r["device"]): r["kind"] for r in rows}
     assert kinds[("moons-mlp", "numpy", "cpu")] == "reference"
     assert kinds[FAILING] == "status" and kinds[(DIVERGING, "torch", "cpu")] == "status"
-    files = by_key(runs)
     measured = [r for r in rows if r["kind"] == "measured"]
     assert len(measured) == len(EXPERIMENTS) * (len(NAMES) - 1)
     for row in measured:
-        parity = files[(row["experiment"], f"{row['backend']}-{row['device']}")]["parity"]
-        assert row["deviation"] == parity["max_rel_loss_deviation"]
-        assert row["final_metric_difference"] == parity["final_metric_difference"]
+        rs = seeds_of(runs, row["experiment"], f"{row['backend']}-{row['device']}")
+        assert row["seeds"] == len(SEEDS)
+        assert row["deviation"] == max(r["parity"]["max_rel_loss_deviation"] for r in rs)
+        for k, v in row["final_metric_difference"].items():
+            assert abs(v) == max(abs(r["parity"]["final_metric_difference"][k]) for r in rs)
+    agreement = {e["experiment"]: e for e in S.seed_parity(runs)}
+    moons = agreement["moons-mlp"]
+    assert [s["seed"] for s in moons["seeds"]] == list(SEEDS) and moons["agree"] is True
+    assert set(moons["seeds"][0]["values"]) == {f"{n}-cpu" for n in NAMES}
 
 
 def test_problems_and_withheld_devices(results, runs):
@@ -158,7 +194,7 @@ def test_problems_and_withheld_devices(results, runs):
         *((DIVERGING, n, "cpu") for n in NAMES),
     }
     failed = next(r for r in bad if r["status"] == "failed")
-    assert "sees no 'gpu' device" in failed["message"] and failed["file"].endswith("numpy-gpu.json")
+    assert "sees no 'gpu' device" in failed["message"] and failed["file"].endswith("numpy-gpu/seed0.json")
     withheld = T.not_scheduled_table(load_devices(results))
     assert {r["backend"] for r in withheld} == set(NAMES) - {FAILING[1]}  # the reference was forced onto a GPU
     assert all(r["not_scheduled"] == ["gpu"] and r["reason"] == NOT_SEEN for r in withheld)

@@ -196,6 +196,7 @@ def _train_and_measure(
 ) -> None:
     """A timed seed is timed (measure.py) before its quality training; an untimed seed's time to
     target takes the timed seed's compile time and steady epoch (pace), when that seed finished."""
+    result["timings"] = {"timed": timed}  # what a failure below leaves
     backend.check_device(device)
     p0 = init_params(spec, seed)
     Y = prep.Y_train.astype(spec.dtype)
