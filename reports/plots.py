@@ -28,6 +28,7 @@ from reports.results import (  # noqa: E402
     speedup_vs_slowest,
     timing,
 )
+from reports.seeds import timed_runs  # noqa: E402
 
 DPI = 90
 PALETTE_COLOURS = 256  # PNGs are palette-quantized: a third of the bytes of RGBA, no visible loss on these plots
@@ -331,15 +332,17 @@ def throughput_bars(runs: list[dict]) -> Figure | None:
 
 
 def by_experiment(runs: list[dict]) -> dict[str, list[dict]]:
+    """The timed training of each job (one curve per backend-device), by experiment."""
     out: dict[str, list[dict]] = {}
-    for r in sorted(runs, key=sort_key):
+    for r in sorted(timed_runs(runs), key=sort_key):
         out.setdefault(r["experiment"], []).append(r)
     return out
 
 
 def by_dataset(runs: list[dict]) -> dict[str, list[dict]]:
+    """The timed training of each job, by dataset."""
     out: dict[str, list[dict]] = {}
-    for r in sorted(runs, key=sort_key):
+    for r in sorted(timed_runs(runs), key=sort_key):
         out.setdefault(r["dataset"], []).append(r)
     return out
 

@@ -75,7 +75,10 @@ def blas_kernel() -> dict:
         import numpy  # noqa: F401 - threadpoolctl reports only libraries already loaded
         from threadpoolctl import threadpool_info
 
-        info = next((i for i in threadpool_info() if i.get("user_api") == "blas"), {})
+        # torch and scipy bring their own OpenBLAS builds: pick NumPy's (its wheel's numpy.libs), so
+        # the record does not depend on which frameworks the process had loaded before
+        blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        info = next((i for i in blas if "numpy" in (i.get("filepath") or "")), blas[0] if blas else {})
     except Exception:  # noqa: BLE001 - recorded as unknown
         info = {}
     return {k: info.get(k) for k in ("internal_api", "version", "architecture")}
