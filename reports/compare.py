@@ -1,7 +1,8 @@
 """What moved between two results trees ("this" and "other"), as plain rows for reports/templates/compare.html.j2.
 
-- quality: each run's final metrics, this minus other, with the spread over seeds where a cell holds
-  several runs (else the values themselves); a delta beyond the two spreads (any delta without them) moved;
+- quality: each run's final metrics (the mean over its seeds), this minus other. Where both trees hold the
+  same seeds the comparison is paired, seed by seed: the delta moved when it exceeds the spread of the
+  per-seed deltas (any delta for one seed); otherwise, when it exceeds the two trees' spreads over seeds;
 - speed: each run's median training samples/s, this over other; beyond x/÷ SPEED_BAND it moved; like for
   like only where both runs carry the same environment fingerprint;
 - parity: each run's loss-curve deviation from the reference and its bound, in both trees;
@@ -38,6 +39,15 @@ def _metric_values(runs: list[dict], split: str, name: str) -> list[float]:
     return [v for r in runs if r["status"] == "ok" and (v := metric(r, split, name)) is not None and math.isfinite(v)]
 
 
+def _paired(this: list[dict], other: list[dict], split: str, name: str) -> list[float]:
+    """Per-seed deltas when both cells hold the same seeds, all finished; [] otherwise."""
+    x = {r["seed"]: metric(r, split, name) for r in this if r["status"] == "ok"}
+    y = {r["seed"]: metric(r, split, name) for r in other if r["status"] == "ok"}
+    if len(x) != len(this) or len(y) != len(other) or set(x) != set(y) or None in {*x.values(), *y.values()}:
+        return []
+    return [x[s] - y[s] for s in sorted(x)]
+
+
 def quality_rows(this: list[dict], other: list[dict]) -> list[dict]:
     """A row per (experiment, run, split, metric) measured in both trees: this, other, delta, moved, better."""
     a, b = groups(this), groups(other)
@@ -50,7 +60,12 @@ def quality_rows(this: list[dict], other: list[dict]) -> list[dict]:
                 if x["value"] is None or y["value"] is None:
                     continue
                 delta = x["value"] - y["value"]
-                noise = (x["spread"] or 0.0) + (y["spread"] or 0.0)
+                paired = _paired(a[key], b[key], split, name)
+                noise = (
+                    (statistics.stdev(paired) if len(paired) > 1 else 0.0)
+                    if paired
+                    else (x["spread"] or 0.0) + (y["spread"] or 0.0)
+                )
                 rows.append(
                     {
                         "experiment": key[0],
@@ -61,6 +76,7 @@ def quality_rows(this: list[dict], other: list[dict]) -> list[dict]:
                         "other": y,
                         "delta": delta,
                         "moved": abs(delta) > noise,
+                        "paired": bool(paired),
                         "better": (delta < 0) if name in LOWER_IS_BETTER else (delta > 0),
                     }
                 )

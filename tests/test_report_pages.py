@@ -18,8 +18,9 @@ from markupsafe import escape
 from reports import compare as K
 from reports import html as H
 from reports import overview as O
+from reports import seeds as S
 from reports.results import load_runs, run_label, throughput
-from tests.helpers_results import DIVERGING, FAILING, shared_tree
+from tests.helpers_results import DIVERGING, FAILING, SEEDS, shared_tree
 from tests.paths import ROOT
 from tests.test_report import CHROMIUM_ARGS, PNG, _chromium_or_skip
 
@@ -39,12 +40,16 @@ def scale_speed(run: dict, factor: float) -> None:
     t["raw"] = [v * factor for v in t["raw"]]
 
 
-def edit_run(tree: Path, experiment: str, label: str, fn) -> dict:
-    path = tree / "runs" / experiment / label / "seed0.json"
-    run = json.loads(path.read_text())
-    fn(run)
-    path.write_text(json.dumps(run))
-    return run
+def edit_run(tree: Path, experiment: str, label: str, fn, seeds: tuple[int, ...] = (0,)) -> dict:
+    """Apply fn to the run results of the given seeds; returns the first one as edited."""
+    edited = []
+    for seed in seeds:
+        path = tree / "runs" / experiment / label / f"seed{seed}.json"
+        run = json.loads(path.read_text())
+        fn(run)
+        path.write_text(json.dumps(run))
+        edited.append(run)
+    return edited[0]
 
 
 @pytest.fixture(scope="session")
@@ -54,15 +59,17 @@ def wide(results, tmp_path_factory) -> Path:
     tree = tmp_path_factory.mktemp("wide") / "results"
     shutil.copytree(results, tree)
     for exp_dir in sorted((tree / "runs").iterdir()):
-        torch = json.loads((exp_dir / "torch-cpu" / "seed0.json").read_text())
-        for backend, factor in EXTRA_BACKENDS.items():
-            run = copy.deepcopy(torch)
-            run.update(
-                backend=backend, framework=backend.split("-")[0], mode="eager" if "eager" in backend else "compiled"
-            )
-            if run["status"] == "ok":
-                scale_speed(run, factor)
-            (exp_dir / f"{backend}-cpu" / "seed0.json").write_text(json.dumps(run))
+        for seed_file in sorted((exp_dir / "torch-cpu").glob("seed*.json")):
+            torch = json.loads(seed_file.read_text())
+            for backend, factor in EXTRA_BACKENDS.items():
+                run = copy.deepcopy(torch)
+                run.update(
+                    backend=backend, framework=backend.split("-")[0], mode="eager" if "eager" in backend else "compiled"
+                )
+                if run["status"] == "ok" and run["timings"]["timed"]:
+                    scale_speed(run, factor)
+                (exp_dir / f"{backend}-cpu").mkdir(exist_ok=True)
+                (exp_dir / f"{backend}-cpu" / seed_file.name).write_text(json.dumps(run))
     return tree
 
 
@@ -71,7 +78,8 @@ def test_matrix_is_speed_relative_to_the_fastest_with_the_documents_verdict(resu
     matrix = O.speed_matrix(runs)
     assert matrix["labels"][-1] == f"{FAILING[1]}-{FAILING[2]}" and matrix["devices"][0]["device"] == "cpu"
     assert [r["experiment"] for r in matrix["rows"]] == sorted({r["experiment"] for r in runs})
-    files = {(r["experiment"], run_label(r)): r for r in runs}
+    files = {(r["experiment"], run_label(r)): r for r in runs if r["timings"]["timed"]}  # the timed seed
+    verdicts = {row["experiment"]: row for row in S.figure_verdicts(runs)[0]}
     for row in matrix["rows"]:
         exp = row["experiment"]
         speeds = {label: throughput(r, "train") for (e, label), r in files.items() if e == exp}
@@ -85,15 +93,19 @@ def test_matrix_is_speed_relative_to_the_fastest_with_the_documents_verdict(resu
                 assert cell is None
             elif label in known:
                 assert cell["ratio"] == pytest.approx(known[label] / max(known.values()))
-                assert cell["median"] == known[label] and cell["n"] == 1
+                assert cell["median"] == known[label] and cell["n"] == len(SEEDS)
             else:
                 assert cell["status"] == files[(exp, label)]["status"] != "ok" and cell["ratio"] is None
-        within = [f["within_tolerance"] for (e, _), r in files.items() if e == exp and r["status"] == "ok"
-                  for f in r["reported"]]  # fmt: skip
-        expected = "reproduced" if all(within) else "not" if not any(within) else "partly"
-        assert row["verdict"]["kind"] == expected, (exp, within)
+        judged = [
+            c["verdict"] for r in S.figure_verdicts([x for x in runs if x["experiment"] == exp])[0]
+            for c in r["cells"].values() if c and c["verdict"]
+        ]  # fmt: skip
+        reproduced = [v == S.REPRODUCED for v in judged]
+        expected = "reproduced" if all(reproduced) else "not" if not any(reproduced) else "partly"
+        assert row["verdict"]["kind"] == expected, (exp, judged)
+    assert verdicts
     kinds = {row["verdict"]["kind"] for row in matrix["rows"]}
-    assert {"reproduced", "not", "unfinished"} <= kinds, "the short runs should meet some documents and miss others"
+    assert "unfinished" in kinds and len(kinds) >= 2, "the short runs should meet some documents and miss others"
     assert [O.speed_class(x) for x in (1.0, 0.9, 0.6, 0.3, 0.2, 0.05, None)] == [
         "sp0", "sp1", "sp2", "sp3", "sp4", "sp5", "spnone"
     ]  # fmt: skip
@@ -107,11 +119,19 @@ def test_first_screen_markup_shows_each_ratio_and_verdict(results):
         if cell and cell["ratio"] is not None:
             text = "1.00" if cell["ratio"] >= 0.995 else f"{cell['ratio']:.2f}×"
             assert re.search(rf'<td class="num sp\d" title="{re.escape(label)}: [^"]*">{re.escape(text)}', html), label
-    assert "✓ reproduced" in html and "✗ not reproduced" in html and "no run finished" in html
+    badges = {
+        "reproduced": "✓ reproduced",
+        "partly": ">partly<",
+        "not": "✗ not reproduced",
+        "unfinished": "no run finished",
+    }
+    for row in O.speed_matrix(runs)["rows"]:
+        assert badges[row["verdict"]["kind"]] in html, row["experiment"]
     assert html.count('class="verdict"') == len({r["experiment"] for r in runs})
-    fig = next(r for r in runs if r["experiment"] == "blobs4-softmax")["reported"][0]
-    assert fig["within_tolerance"] is False  # the reference misses it: named in the verdict's tooltip
-    assert str(escape(f"{O._figure_text(fig)}: outside on numpy-cpu")) in html
+    row = next(r for r in S.figure_verdicts(runs)[0] if r["experiment"] == "blobs4-softmax")
+    assert row["cells"]["numpy-cpu"]["verdict"] != S.REPRODUCED  # the reference misses it: named in the tooltip
+    said = "within seed range on" if row["cells"]["numpy-cpu"]["verdict"] == S.IN_RANGE else "not reproduced on"
+    assert re.search(re.escape(str(escape("test accuracy 0.9225"))) + r"[^\"]*" + said + r" [^\"]*numpy-cpu", html)
 
 
 def with_mlflow(runs: list[dict]) -> list[dict]:
@@ -142,7 +162,7 @@ def test_every_run_links_to_its_mlflow_run(results):
     assert '<code class="copy"' in first and str(escape(command)) in first
     stores = O.mlflow_stores(runs)
     assert stores["servers"] == ["https://mlflow.example.org"] and stores["commands"] == [command]
-    assert stores["unlogged"] == len(runs) - 3
+    assert stores["unlogged"] == sum(1 for r in runs if not (r["mlflow"] or {}).get("run_id"))
     # every run of the "What was run" table carries its link or note
     assert what.count('class="badge ') == len(runs) and what.count("title=") >= len(runs)
 
@@ -156,7 +176,7 @@ def test_comparison_page_finds_a_slower_backend_and_a_changed_metric(results, tm
     def lower_accuracy(r: dict) -> None:
         r["metrics"]["test"]["accuracy"] -= 0.05
 
-    changed = edit_run(slower, "moons-logistic", "jax-eager-cpu", lower_accuracy)
+    edit_run(slower, "moons-logistic", "jax-eager-cpu", lower_accuracy, seeds=SEEDS)
 
     c = K.compare(load_runs(slower), load_runs(results))
     moved = [r for r in c["speed"] if r["moved"]]
@@ -167,7 +187,7 @@ def test_comparison_page_finds_a_slower_backend_and_a_changed_metric(results, tm
     assert [(r["experiment"], r["run"], r["split"], r["metric"]) for r in q] == [
         ("moons-logistic", "jax-eager-cpu", "test", "accuracy")
     ]
-    assert q[0]["delta"] == pytest.approx(-0.05) and not q[0]["better"] and q[0]["this"]["spread"] is None
+    assert q[0]["delta"] == pytest.approx(-0.05) and not q[0]["better"] and q[0]["paired"]
     assert c["like_for_like"] and not any(r["differs"] for r in c["environment"]) and c["runs"] == []
 
     out = tmp_path / "compare.html"
@@ -183,13 +203,13 @@ def test_comparison_page_finds_a_slower_backend_and_a_changed_metric(results, tm
     assert H.compact(before["timings"]["train_samples_per_s"]["median"]) in row
     assert 'class="num worse">×0.33<' in row and "same fingerprint" in row
     quality = page[page.index('<section id="cmp-quality">') : page.index('<section id="cmp-parity">')]
-    new = changed["metrics"]["test"]["accuracy"]
-    old = json.loads((results / "runs" / "moons-logistic" / "jax-eager-cpu" / "seed0.json").read_text())["metrics"][
-        "test"
+    old_runs = [
+        json.loads(p.read_text()) for p in sorted((results / "runs/moons-logistic/jax-eager-cpu").glob("*.json"))
     ]
-    cells = (
-        rf'<td class="num">{new:.4f}</td><td class="num">{old["accuracy"]:.4f}</td>\s*<td class="num worse">-0.0500<'
-    )
+    old = sum(r["metrics"]["test"]["accuracy"] for r in old_runs) / len(old_runs)
+    new = old - 0.05
+    spread = r"(?: <span[^<]*</span>)?"  # the sd over the seeds, where they differ
+    cells = rf'<td class="num">{new:.4f}{spread}</td><td class="num">{old:.4f}{spread}</td>\s*<td class="num worse">-0.0500<'
     assert re.search(r"<b>moons-logistic</b></td><td>jax-eager-cpu</td><td>test accuracy</td>\s*" + cells, quality)
     assert "1 speed(s) moved" in page and "1 quality figure(s) moved" in page and "like for like" in page
     assert "style=" not in page and "<script" not in page
@@ -198,19 +218,22 @@ def test_comparison_page_finds_a_slower_backend_and_a_changed_metric(results, tm
 def test_comparison_spread_over_seeds_and_other_machines(results):
     runs = load_runs(results)
     other = copy.deepcopy(runs)
-    seed1 = copy.deepcopy(next(r for r in runs if (r["experiment"], run_label(r)) == ("moons-mlp", "torch-cpu")))
-    seed1["metrics"]["test"]["accuracy"] += 0.02  # a second seed of the same run: the cell gets a spread
     for r in other:
         r["environment"]["fingerprint"] = "feedface"
         r["environment"]["cpu"] = "another CPU"
-    c = K.compare([*runs, seed1], other)
+    this = copy.deepcopy(runs)
+    cell = [r for r in this if (r["experiment"], run_label(r)) == ("moons-mlp", "torch-cpu")]
+    cell[0]["metrics"]["test"]["accuracy"] += 0.02  # one seed moved, the other not: paired deltas 0.02 and 0
+    c = K.compare(this, other)
     row = next(r for r in c["quality"] if (r["experiment"], r["run"], r["split"], r["metric"])
                == ("moons-mlp", "torch-cpu", "test", "accuracy"))  # fmt: skip
-    assert row["this"]["n"] == 2 and row["this"]["spread"] == pytest.approx(0.02 / 2**0.5)
-    assert row["delta"] == pytest.approx(0.01) and not row["moved"]  # within the seed spread
+    assert row["this"]["n"] == len(SEEDS) and row["paired"]
+    assert row["delta"] == pytest.approx(0.01) and not row["moved"]  # within the spread of the paired deltas
     assert not c["like_for_like"] and not any(r["like_for_like"] for r in c["speed"])
     differs = {r["field"] for r in c["environment"] if r["differs"]}
     assert differs == {"fingerprint", "cpu"}
+    unpaired = K.compare([r for r in this if r["seed"] == 0], [r for r in other if r["seed"] == 1])
+    assert not any(r["paired"] for r in unpaired["quality"])
 
 
 def test_report_first_screen_size_and_console_in_headless_chromium(wide, tmp_path):
