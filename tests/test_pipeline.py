@@ -66,9 +66,18 @@ def test_every_run_result_is_complete(pipeline):
     work, cfg = pipeline
     for exp in cfg["experiments"]:
         for backend in cfg["backends"]:
-            r = json.loads((work / f"results/runs/{exp}/{backend}-cpu.json").read_text())
-            assert r["status"] == "ok", r["message"]
-            assert r["metrics"]["test"]["accuracy"] > 0.75
+            files = sorted((work / f"results/runs/{exp}/{backend}-cpu").glob("seed*.json"))
+            assert [p.name for p in files] == [f"seed{s}.json" for s in cfg["seeds"]]  # one run result per seed
+            for path in files:
+                r = json.loads(path.read_text())
+                assert r["status"] == "ok", r["message"]
+                assert r["seed"] == int(path.stem.removeprefix("seed")) and r["mlflow"]["run_id"]
+                assert r["metrics"]["test"]["accuracy"] > 0.75 and r["reported"][0]["measured"] is not None
+                # the first seed is timed, the others are trained for quality only
+                assert r["timings"]["timed"] == (r["seed"] == cfg["seeds"][0])
+                if backend != "numpy":
+                    assert r["parity"]["max_rel_loss_deviation"] < 1e-3
+            r = json.loads(files[0].read_text())
             for key in ("accuracy", "precision", "recall", "f1", "confusion_matrix"):
                 assert key in r["metrics"]["train"]
             t = r["timings"]
@@ -151,7 +160,7 @@ def test_rerun_leaves_no_duplicate_runs_and_sweeps_orphans(pipeline):
     client, before = mlflow_runs(work, cfg["mlflow"]["experiment"])
     # A job killed while logging leaves a run RUNNING: make one through the real store.
     orphan = client.create_run(before[0].info.experiment_id, tags={"run_key": "killed/job/cpu"})
-    target = f"results/runs/{cfg['experiments'][0]}/torch-cpu.json"
+    target = f"results/runs/{cfg['experiments'][0]}/torch-cpu/seed0.json"
     snakemake(work, "--cores", "2", target, "--forcerun", "train", "--allowed-rules", "train", config=cfg)
     client, after = mlflow_runs(work, cfg["mlflow"]["experiment"])
     keys = [r.data.tags["run_key"] for r in after]
@@ -174,9 +183,9 @@ def test_diverging_run_is_recorded_and_pipeline_goes_on(tmp_path):
         "repeats": 1,
     }
     snakemake(tmp_path, "--cores", "2", config=cfg)
-    r = json.loads((tmp_path / "results/runs/hotels-boom/jax-cpu.json").read_text())
+    r = json.loads((tmp_path / "results/runs/hotels-boom/jax-cpu/seed0.json").read_text())
     assert r["status"] == "diverged" and "NaN" in r["message"] and r["loss_history"]
-    ok = json.loads((tmp_path / "results/runs/hotels-linear-linear/jax-cpu.json").read_text())
+    ok = json.loads((tmp_path / "results/runs/hotels-linear-linear/jax-cpu/seed0.json").read_text())
     assert ok["status"] == "ok"
     assert "diverged" in (tmp_path / "results/report/index.html").read_text()
 
@@ -208,7 +217,7 @@ def test_auto_schedules_no_gpu_job_without_a_gpu(tmp_path):
     cfg = small_config() | {"devices": ["auto"], "backends": ["numpy", "torch"]}
     proc = snakemake(tmp_path, "-n", "--quiet", "rules", config=cfg)
     assert "no gpu job" in proc.stderr
-    assert "-gpu.json" not in proc.stdout
+    assert "-gpu/seed" not in proc.stdout
 
 
 @pytest.mark.slow
@@ -222,7 +231,7 @@ def test_gpu_jobs_are_planned_without_probing_and_check_their_device_where_they_
     assert "backend=torch, device=gpu" in plan.stdout and "backend=numpy, device=gpu" not in plan.stdout
     if "gpu" in backends.get_backend("torch").devices():
         pytest.skip("this machine has a GPU: the job would train there; the failure path needs a machine without one")
-    job = f"results/runs/{cfg['experiments'][0]}/torch-gpu.json"
+    job = f"results/runs/{cfg['experiments'][0]}/torch-gpu/seed0.json"
     snakemake(tmp_path, "--cores", "2", job, config=cfg)
     result = json.loads((tmp_path / job).read_text())
     assert result["status"] == "failed" and "sees no 'gpu' device" in result["message"]

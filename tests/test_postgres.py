@@ -52,7 +52,7 @@ def pipeline(server, tmp_path_factory):
     url, _ = server
     work = tmp_path_factory.mktemp("team")
     cfg = yaml.safe_load((ROOT / "config/test.yaml").read_text())
-    cfg |= {"experiments": EXPERIMENTS, "backends": BACKENDS, "repeats": 1, "epochs_scale": 0.2}
+    cfg |= {"experiments": EXPERIMENTS, "backends": BACKENDS, "repeats": 1, "epochs_scale": 0.2, "seeds": [0]}
     cfg["mlflow"] = {"tracking_uri": url, "experiment": "fwbench-team"}
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--cores", "8", "--directory", str(work)]
@@ -63,7 +63,7 @@ def pipeline(server, tmp_path_factory):
 
 
 def run_files(work: Path) -> dict[str, Path]:
-    return {f"{e}/{b}/cpu": work / f"results/runs/{e}/{b}-cpu.json" for e in EXPERIMENTS for b in BACKENDS}
+    return {f"{e}/{b}/cpu": work / f"results/runs/{e}/{b}-cpu/seed0.json" for e in EXPERIMENTS for b in BACKENDS}
 
 
 def run_results(work: Path) -> dict[str, dict]:
@@ -119,9 +119,10 @@ def result(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("ds")
     datasets.build("moons", seed=0).save(d / "moons.npz", d / "moons.json")
-    return run_job(
-        catalogue.load()["moons-logistic"], "numpy", "cpu", d / "moons.npz", JobConfig(repeats=1, epochs_scale=0.1)
+    cfg = JobConfig(
+        threads=1, repeats=1, seeds=[0], inference_batch=64, epochs_scale=0.1, min_repeat_seconds=0.01, results=str(d)
     )
+    return next(run_job(catalogue.load()["moons-logistic"], "numpy", "cpu", d / "moons.npz", cfg))
 
 
 def _log(args):

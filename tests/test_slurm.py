@@ -31,7 +31,7 @@ def cluster():
 def slurm_run(cluster, tmp_path_factory):
     work = tmp_path_factory.mktemp("slurm")
     cfg = yaml.safe_load((ROOT / "config/test.yaml").read_text())
-    cfg |= {"experiments": EXPERIMENTS, "backends": BACKENDS, "repeats": 1, "epochs_scale": 0.2}
+    cfg |= {"experiments": EXPERIMENTS, "backends": BACKENDS, "repeats": 1, "epochs_scale": 0.2, "seeds": [0]}
     cfg["mlflow"] = {"tracking_uri": None, "experiment": "fwbench-slurm"}
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--executor", "slurm"]
@@ -70,7 +70,7 @@ def test_every_run_result_is_ok_and_in_mlflow(slurm_run):
     runs = {r.data.tags["run_key"]: r for r in client.search_runs([exp.experiment_id], max_results=100)}
     for e in EXPERIMENTS:
         for b in BACKENDS:
-            r = json.loads((work / f"results/runs/{e}/{b}-cpu.json").read_text())
+            r = json.loads((work / f"results/runs/{e}/{b}-cpu/seed0.json").read_text())
             assert r["status"] == "ok", r["message"]
             assert r["mlflow"]["experiment_id"] == exp.experiment_id
             assert r["mlflow"]["tracking_uri"] == "sqlite:///results/mlflow.db"

@@ -26,7 +26,10 @@ def result(tmp_path_factory):
     d = tmp_path_factory.mktemp("ds")
     datasets.build("moons", seed=0).save(d / "moons.npz", d / "moons.json")
     exp = catalogue.load()["moons-logistic"]
-    return run_job(exp, "numpy", "cpu", d / "moons.npz", JobConfig(1, 2, 0, 64, 0.1, 0.01, str(d)))
+    cfg = JobConfig(
+        threads=1, repeats=2, seeds=[0], inference_batch=64, epochs_scale=0.1, min_repeat_seconds=0.01, results=str(d)
+    )
+    return next(run_job(exp, "numpy", "cpu", d / "moons.npz", cfg))
 
 
 def _client(results: Path):
@@ -142,11 +145,11 @@ def test_unreachable_server_fails_fast_and_the_run_result_is_kept(result, tmp_pa
     import datasets
 
     datasets.build("moons", seed=0).save(tmp_path / "moons.npz", tmp_path / "moons.json")
-    out = tmp_path / "results/runs/moons-logistic/numpy-cpu.json"
+    out = tmp_path / "results/runs/moons-logistic/numpy-cpu/seed0.json"
     exp_json = catalogue.load()["moons-logistic"].to_json()
     args = ["--experiment", "moons-logistic", "--backend", "numpy", "--device", "cpu", "--dataset"]
     args += [str(tmp_path / "moons.npz"), "--experiment-json", exp_json, "--threads", "1", "--repeats", "1"]
-    args += ["--min-repeat-seconds", "0", "--seed", "0", "--inference-batch", "256", "--epochs-scale", "0.05"]
+    args += ["--min-repeat-seconds", "0", "--seeds", "0", "--inference-batch", "256", "--epochs-scale", "0.05"]
     args += ["--results", str(tmp_path / "results"), "--uri", uri, "--mlflow-experiment", "x"]
     assert train.main([*args, "--out", str(out)]) == 0
     kept = json.loads(out.read_text())
