@@ -181,6 +181,7 @@ def test_diverging_run_is_recorded_and_pipeline_goes_on(tmp_path):
         "backends": ["numpy", "jax"],
         "catalogue": str(tmp_path / "catalogue.yaml"),
         "repeats": 1,
+        "seeds": [0],
     }
     snakemake(tmp_path, "--cores", "2", config=cfg)
     r = json.loads((tmp_path / "results/runs/hotels-boom/jax-cpu/seed0.json").read_text())
@@ -226,7 +227,7 @@ def test_gpu_jobs_are_planned_without_probing_and_check_their_device_where_they_
     planning host (a cluster's submit host has none); the job checks its device where it runs."""
     import backends
 
-    cfg = small_config() | {"devices": ["cpu", "gpu"], "backends": ["numpy", "torch"], "repeats": 1}
+    cfg = small_config() | {"devices": ["cpu", "gpu"], "backends": ["numpy", "torch"], "repeats": 1, "seeds": [0]}
     plan = snakemake(tmp_path, "-n", config=cfg)
     assert "backend=torch, device=gpu" in plan.stdout and "backend=numpy, device=gpu" not in plan.stdout
     if "gpu" in backends.get_backend("torch").devices():

@@ -13,7 +13,7 @@ rule dataset:
         ),
     params:
         py=PY,
-        seed=config["seed"],
+        seed=config["data_seed"],
         mnist_dir=config["mnist_dir"] or "",
     resources:
         mem_mb=1000,

@@ -22,7 +22,7 @@ rule sweep:
         repeats=config["sweeps"]["repeats"],
         min_repeat=config["sweeps"]["min_repeat_seconds"],
         steps=config["sweeps"]["steps_per_epoch"],
-        seed=config["seed"],
+        seed=PLAN.seeds[0],
         uri=config["mlflow"]["tracking_uri"] or "",
         experiment=config["mlflow"]["experiment"],
     threads: config["threads"]
