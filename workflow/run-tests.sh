@@ -22,4 +22,6 @@ if (( ${#MISSING[@]} )); then
     echo "fwbench: not root and no sudo: ${MISSING[*]} not installed; the tests that need them will be skipped" >&2
   fi
 fi
-exec python -m pytest "$@"
+# One worker per CPU (-n auto), whole files per worker so module fixtures build once;
+# much of the suite waits on imports, subprocesses and services. `-n 0` runs it in one process.
+exec python -m pytest -n auto --dist loadfile "$@"

@@ -58,6 +58,7 @@ rule train:
         resolved=lambda wc: PLAN.experiments[wc.experiment].to_json(),
         seeds=" ".join(map(str, PLAN.seeds)),
         time_all=" --time-all-seeds" if config["time_all_seeds"] else "",
+        figures="" if config["mlflow"]["figures"] else " --no-mlflow-figures",
         batch=config["inference_batch"],
         scale=config["epochs_scale"],
     threads: config["threads"]
@@ -77,7 +78,7 @@ rule train:
         "{params.py} -m workflow.scripts.train --experiment {wildcards.experiment} --backend {wildcards.backend}"
         " --device {wildcards.device} --dataset {input.dataset} --reference {params.reference}"
         " --experiment-json {params.resolved:q} --threads {threads} --repeats {params.repeats}"
-        " --seeds {params.seeds}{params.time_all}"
+        " --seeds {params.seeds}{params.time_all}{params.figures}"
         " --min-repeat-seconds {params.min_repeat} --machine {input.machine}"
         " --inference-batch {params.batch} --epochs-scale {params.scale} --results results"
         " --uri={params.uri:q} --mlflow-experiment {params.experiment:q} --out {output} > {log} 2>&1"

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--uri", default="")
     ap.add_argument("--mlflow-experiment", required=True)
     ap.add_argument("--no-mlflow", action="store_true", help="write the run result only")
+    ap.add_argument("--no-mlflow-figures", action="store_true", help="log no figures as MLflow artifacts")
     ap.add_argument("--out", nargs="+", required=True, help="one run result file per seed, in --seeds order")
     args = ap.parse_args(argv)
     # Before any framework starts: thread variables set, NumPy's BLAS limited, pinned off the timing CPUs.
@@ -80,7 +81,7 @@ def _log(result: dict, args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             timed = bool(result["timings"].get("timed"))
-            plots = write_figures([result], Path(tmp), args.results) if timed else []
+            plots = write_figures([result], Path(tmp), args.results) if timed and not args.no_mlflow_figures else []
             log_run(result, plots, resolve_uri(args.uri or None, args.results), args.mlflow_experiment, args.results)
         except Exception as e:  # noqa: BLE001 - the computed result is kept either way
             result["mlflow"] = {"error": f"{type(e).__name__}: {e}"}
