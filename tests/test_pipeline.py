@@ -80,14 +80,25 @@ def test_every_run_result_is_complete(pipeline):
             assert r["reported"][0]["measured"] is not None
 
 
+def parent_and_children(runs: list) -> tuple:
+    """The invocation's parent run (workflow/lib/parent.py) and the training runs."""
+    parents = [r for r in runs if "fwbench.parent_key" in r.data.tags]
+    assert len(parents) == 1, f"{len(parents)} parent runs"
+    return parents[0], [r for r in runs if r is not parents[0]]
+
+
 @pytest.mark.slow
 def test_mlflow_has_every_run_complete(pipeline):
     work, cfg = pipeline
     client, runs = mlflow_runs(work, cfg["mlflow"]["experiment"])
-    keys = sorted(r.data.tags["run_key"] for r in runs)
+    parent, runs = parent_and_children(runs)
+    assert parent.info.status == "FINISHED"
+    assert {"config.json", "index.html", "summary.csv"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    keys = sorted(r.data.tags["run_key"].rsplit("/seed", 1)[0] for r in runs)
     assert keys == sorted(f"{e}/{b}/cpu" for e in cfg["experiments"] for b in cfg["backends"])
     for run in runs:
         assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert {"experiment", "dataset", "backend", "mode", "device", "fingerprint"} <= set(run.data.tags)
         assert "spec.optimizer.learning_rate" in run.data.params
         assert "train_accuracy" in run.data.metrics and "train_samples_per_s_median" in run.data.metrics
@@ -154,7 +165,8 @@ def test_rerun_leaves_no_duplicate_runs_and_sweeps_orphans(pipeline):
     target = f"results/runs/{cfg['experiments'][0]}/torch-cpu.json"
     snakemake(work, "--cores", "2", target, "--forcerun", "train", "--allowed-rules", "train", config=cfg)
     client, after = mlflow_runs(work, cfg["mlflow"]["experiment"])
-    keys = [r.data.tags["run_key"] for r in after]
+    parent, children = parent_and_children(after)  # the same commit and config: the same parent
+    keys = [r.data.tags["run_key"] for r in children]
     assert len(keys) == len(set(keys)), "a rerun left two active runs for one job"
     assert client.get_run(orphan.info.run_id).info.status == "KILLED"
     assert not [r for r in after if r.info.status == "RUNNING"]
