@@ -28,7 +28,7 @@ include: "workflow/rules/report.smk"
 from workflow.lib.store import StoreError, resolve_uri
 
 try:
-    resolve_uri(config["mlflow"]["tracking_uri"], "results")
+    MLFLOW_URI = resolve_uri(config["mlflow"]["tracking_uri"], "results")
 except StoreError as e:
     raise WorkflowError(str(e)) from None
 
@@ -46,3 +46,27 @@ rule all:
         "results/summary_over_seeds.csv",
         SWEEP_OUTPUTS,
     default_target: True
+
+
+# One MLflow parent run per invocation, keyed by (git commit, config hash); every training logs
+# its runs as children (workflow/lib/parent.py). Snakemake calls these hooks in its main process
+# only, and only when it executes jobs: not on dry runs, not in cluster jobs (--no-hooks).
+from workflow.lib.environment import git_head
+from workflow.lib.parent import end_parent, parent_key, start_parent
+
+
+onstart:
+    if not workflow.touch:
+        commit = git_head(REPO)
+        key = parent_key(commit, config)
+        start_parent(MLFLOW_URI, config["mlflow"]["experiment"], "results", key, config, commit)
+
+
+onsuccess:
+    if not workflow.touch:
+        end_parent(MLFLOW_URI, "results", "FINISHED", ["results/report/index.html", "results/summary.csv"])
+
+
+onerror:
+    if not workflow.touch:
+        end_parent(MLFLOW_URI, "results", "FAILED")

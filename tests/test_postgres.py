@@ -78,7 +78,10 @@ def test_every_run_metric_history_and_artifact_served_over_rest(server, pipeline
         "experiment_id"
     ]
     runs = rest(url, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp_id], "max_results": 100})["runs"]
-    by_key = {next(t["value"] for t in r["data"]["tags"] if t["key"] == "run_key"): r for r in runs}
+    tags = [{t["key"]: t["value"] for t in r["data"]["tags"]} for r in runs]
+    (parent,) = [r for r, t in zip(runs, tags) if "fwbench.parent_key" in t]
+    assert parent["info"]["status"] == "FINISHED"
+    by_key = {f"{t['experiment']}/{t['backend']}/{t['device']}": r for r, t in zip(runs, tags) if "run_key" in t}
     results = run_results(work)
     assert sorted(by_key) == sorted(results)
     # the set_experiment race would put runs in the Default experiment: none there
@@ -87,7 +90,13 @@ def test_every_run_metric_history_and_artifact_served_over_rest(server, pipeline
         run = by_key[key]
         run_id = run["info"]["run_id"]
         assert result["status"] == "ok" and result["mlflow"]["run_id"] == run_id
-        assert result["mlflow"] == {"run_id": run_id, "experiment_id": exp_id, "tracking_uri": url}
+        parent_id = parent["info"]["run_id"]
+        assert result["mlflow"] == {
+            "run_id": run_id,
+            "experiment_id": exp_id,
+            "tracking_uri": url,
+            "parent_run_id": parent_id,
+        }
         assert run["info"]["status"] == "FINISHED"
         q = urllib.parse.urlencode({"run_id": run_id, "metric_key": "loss", "max_results": 10000})
         history = rest(url, f"/api/2.0/mlflow/metrics/get-history?{q}")["metrics"]
@@ -164,17 +173,38 @@ def test_shared_store_sweeps_only_dead_jobs_runs_and_replaces_reruns(pg, result,
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
-    key = "moons-logistic/numpy/cpu"
+    key = "moons-logistic/numpy/cpu/seed0"
     first = log_run(dict(result), [], uri, "sweep", results)["run_id"]
     killed_attempt = client.create_run(exp_id, tags={"run_key": key}).info.run_id
     live_other_job = client.create_run(exp_id, tags={"run_key": "other/jax/cpu"}).info.run_id
-    long_dead = client.create_run(
-        exp_id, start_time=int((time.time() - 2 * ORPHAN_AFTER_S) * 1000), tags={"run_key": "old/torch/cpu"}
-    ).info.run_id
+    old = int((time.time() - 2 * ORPHAN_AFTER_S) * 1000)
+    long_dead = client.create_run(exp_id, start_time=old, tags={"run_key": "old/torch/cpu"}).info.run_id
+    long_pipeline = client.create_run(exp_id, start_time=old, tags={"fwbench.parent_key": "c/h"}).info.run_id
     second = log_run(dict(result), [], uri, "sweep", results)["run_id"]
     assert client.get_run(killed_attempt).info.status == "KILLED"
     assert client.get_run(long_dead).info.status == "KILLED"
+    assert client.get_run(long_pipeline).info.status == "RUNNING", "a parent ends with its pipeline, not in a sweep"
     assert client.get_run(live_other_job).info.status == "RUNNING"
     active = client.search_runs([exp_id], filter_string=f"tags.run_key = '{key}'")
     assert [r.info.run_id for r in active] == [second]
     assert client.get_run(first).info.lifecycle_stage == "deleted"
+
+
+def test_parent_on_a_fresh_database_before_the_store_job(pg, result, tmp_path, monkeypatch):
+    """onstart runs before the mlflow_store job on a first run: start_parent creates the schema itself."""
+    from workflow.lib.parent import end_parent, parent_key, start_parent
+
+    monkeypatch.chdir(tmp_path)
+    pg.sql("CREATE DATABASE parent OWNER fwbench")
+    uri = resolve_uri(pg.uri("parent", "fwbench", PASSWORD), tmp_path)
+    results = tmp_path / "results"
+    config = {"experiments": ["moons-logistic"], "mlflow": {"tracking_uri": uri, "experiment": "parent"}}
+    parent = start_parent(uri, "parent", results, parent_key("c" * 40, config), config, "c" * 40)
+    assert parent is not None and PASSWORD not in json.dumps(parent)
+    record = log_run(dict(result), [], uri, "parent", results)
+    assert record["parent_run_id"] == parent["run_id"]
+    assert end_parent(uri, results, "FINISHED")
+    from mlflow.tracking import MlflowClient
+
+    run = MlflowClient(tracking_uri=uri).get_run(parent["run_id"])
+    assert run.info.status == "FINISHED" and PASSWORD not in json.dumps(run.data.params)

@@ -73,7 +73,10 @@ def test_every_run_result_is_ok_and_in_mlflow(slurm_run):
 
     client = MlflowClient(tracking_uri=f"sqlite:///{work / 'results/mlflow.db'}")
     exp = client.get_experiment_by_name(cfg["mlflow"]["experiment"])
-    runs = {r.data.tags["run_key"]: r for r in client.search_runs([exp.experiment_id], max_results=100)}
+    found = client.search_runs([exp.experiment_id], max_results=100)
+    (parent,) = [r for r in found if "fwbench.parent_key" in r.data.tags]  # the hooks ran on the submit host
+    assert parent.info.status == "FINISHED"
+    runs = {f"{t['experiment']}/{t['backend']}/{t['device']}": r for r in found if "run_key" in (t := r.data.tags)}
     for e in EXPERIMENTS:
         for b in BACKENDS:
             r = json.loads((work / f"results/runs/{e}/{b}-cpu/seed0.json").read_text())
@@ -82,6 +85,7 @@ def test_every_run_result_is_ok_and_in_mlflow(slurm_run):
             assert r["mlflow"]["tracking_uri"] == "sqlite:///results/mlflow.db"
             run = runs.pop(f"{e}/{b}/cpu")
             assert run.info.run_id == r["mlflow"]["run_id"] and run.info.status == "FINISHED"
+            assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id == r["mlflow"]["parent_run_id"]
             assert run.data.metrics["train_accuracy"] == pytest.approx(r["metrics"]["train"]["accuracy"])
     assert not runs, f"unexpected runs: {sorted(runs)}"
     assert (work / "results/report/index.html").exists() and (work / "results/summary.csv").exists()

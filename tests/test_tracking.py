@@ -78,7 +78,7 @@ def test_rerun_replaces_the_run_and_orphans_are_killed(result, tmp_path):
     orphan = client.create_run(exp_id)  # what a job killed while logging leaves behind
     first = log_run(dict(result), [], uri, "rerun", results)["run_id"]
     second = log_run(dict(result), [], uri, "rerun", results)["run_id"]
-    active = client.search_runs([exp_id], filter_string="tags.run_key = 'moons-logistic/numpy/cpu'")
+    active = client.search_runs([exp_id], filter_string="tags.run_key = 'moons-logistic/numpy/cpu/seed0'")
     assert [r.info.run_id for r in active] == [second]
     assert client.get_run(first).info.lifecycle_stage == "deleted"
     assert client.get_run(orphan.info.run_id).info.status == "KILLED"

@@ -104,6 +104,15 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def git_head(repo: Path = REPO) -> str | None:
+    """`git rev-parse HEAD` of the repository; None outside git (a copy without .git, no git)."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (sha.stdout.strip() or None) if sha.returncode == 0 else None
+
+
 def git_commit() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)

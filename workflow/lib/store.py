@@ -219,13 +219,23 @@ def ensure_experiment(client: MlflowClient, experiment: str, uri: str) -> str:
     return exp.experiment_id
 
 
-def init_store(uri: str, experiment: str, results: str | Path) -> str:
-    """Create the store and the experiment once; write the marker with its id. Returns the id."""
+def prepare_store(uri: str, experiment: str) -> str:
+    """Create the store (a fresh PostgreSQL database's schema) and the experiment; returns its id.
+
+    Writes no marker: the marker is the `mlflow_store` job's output, and the Snakefile's onstart
+    (which calls this on every run, before that job on a first one) would make it newer than every
+    run result, so Snakemake would rerun them all.
+    """
     check_reachable(uri)
     with store_lock(uri):
         if kind(uri) == "postgresql":
             prepare_schema(uri)
-        exp_id = ensure_experiment(client_for(uri), experiment, uri)
+        return ensure_experiment(client_for(uri), experiment, uri)
+
+
+def init_store(uri: str, experiment: str, results: str | Path) -> str:
+    """Create the store and the experiment once; write the marker with its id. Returns the id."""
+    exp_id = prepare_store(uri, experiment)
     marker = Path(results) / MARKER
     marker.parent.mkdir(parents=True, exist_ok=True)
     record = {"tracking_uri": public_uri(uri, results), "experiment": experiment, "experiment_id": exp_id}

@@ -3,13 +3,19 @@
 The store (embedded SQLite, an `mlflow server`, PostgreSQL) and its one-time creation are in
 `workflow.lib.store`. On SQLite every write happens under one file lock beside the database, so
 parallel jobs never meet "database is locked"; training itself runs outside the lock, so timings
-are not affected. A rerun of the same (experiment, backend, device) soft-deletes the run it
-replaces, so the UI never shows two runs that look like distinct results.
+are not affected.
+
+Each run is a child of the pipeline invocation's parent run (`workflow.lib.parent`), named by
+`results/mlflow/parent.json`; without that file (a job run by hand, no store at onstart) it is a
+top-level run. A rerun of the same (experiment, backend, device, seed) under the same parent
+soft-deletes the run it replaces, so the UI never shows two runs that look like distinct results;
+the children of other parents (other commits or configs) stay.
 
 Runs left RUNNING by a killed job are marked KILLED by the next job that logs: on SQLite every
 RUNNING run is such an orphan (all logging is done in one locked block); on a shared store,
 where other jobs log at the same moment, only the earlier attempts of the same job (Snakemake
-never runs one job twice at once) and runs RUNNING for longer than ORPHAN_AFTER_S.
+never runs one job twice at once) and runs RUNNING for longer than ORPHAN_AFTER_S. Parent runs are
+RUNNING for a whole invocation and are never swept here (`workflow.lib.parent` ends them).
 """
 
 from __future__ import annotations
@@ -38,11 +44,17 @@ from workflow.lib.store import (
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-__all__ = ["StoreError", "default_uri", "init_store", "log_run", "resolve_uri", "sweep_orphans"]
+__all__ = ["StoreError", "default_uri", "init_store", "log_run", "read_parent", "resolve_uri", "sweep_orphans"]
 
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
+MAX_PARAM_VALUE, MAX_DIGEST = 6000, 36  # MLflow's limits: a param's value, a dataset digest
 ORPHAN_AFTER_S = 3600  # one job's logging block takes seconds
 TRANSIENT = ("locked", "deadlock", "could not serialize")
+PARENT = Path("mlflow") / "parent.json"  # under --results; written by the Snakefile's onstart
+PARENT_KEY_TAG = "fwbench.parent_key"  # tags a parent run: git commit / config hash
+PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own tags, which its UI shows
+GIT_COMMIT_TAG = "mlflow.source.git.commit"
+NOTE_TAG = "mlflow.note.content"
 
 
 def sweep_orphans(client: MlflowClient, experiment_id: str, key: str | None = None, shared: bool = False) -> list[str]:
@@ -61,7 +73,8 @@ def sweep_orphans(client: MlflowClient, experiment_id: str, key: str | None = No
     orphans = {}
     for f in filters:
         for run in client.search_runs([experiment_id], filter_string=f, max_results=1000):
-            orphans[run.info.run_id] = run
+            if PARENT_KEY_TAG not in run.data.tags:  # a parent is RUNNING while its pipeline runs
+                orphans[run.info.run_id] = run
     for run_id in orphans:
         client.set_tag(run_id, "fwbench.orphaned", "true")
         client.set_terminated(run_id, status="KILLED")
@@ -69,7 +82,21 @@ def sweep_orphans(client: MlflowClient, experiment_id: str, key: str | None = No
 
 
 def run_key(result: dict) -> str:
-    return f"{result['experiment']}/{result['backend']}/{result['device']}"
+    """experiment/backend/device, and /seed{n} where the result names its seed (a job logs one run per seed)."""
+    key = f"{result['experiment']}/{result['backend']}/{result['device']}"
+    return f"{key}/seed{result['seed']}" if result.get("seed") is not None else key
+
+
+def read_parent(results: str | Path, uri: str, experiment_id: str) -> str | None:
+    """The parent run id onstart recorded for this store and experiment, or None (a top-level run)."""
+    try:
+        record = json.loads((Path(results) / PARENT).read_text())
+    except (OSError, ValueError):
+        return None
+    same_store = record.get("tracking_uri") == public_uri(uri, results)
+    if same_store and str(record.get("experiment_id")) == str(experiment_id) and record.get("run_id"):
+        return str(record["run_id"])
+    return None
 
 
 def log_run(result: dict, artifacts: Iterable[str | Path], uri: str, experiment: str, results: str | Path) -> dict:
@@ -87,16 +114,19 @@ def log_run(result: dict, artifacts: Iterable[str | Path], uri: str, experiment:
                 client = client_for(uri)
                 exp_id = marked_experiment(results, uri, experiment) or ensure_experiment(client, experiment, uri)
                 key = run_key(result)
+                parent = read_parent(results, uri, exp_id)
                 sweep_orphans(client, exp_id, key, shared=shared)
                 start, end = _span_ms(result)
-                run_id = client.create_run(exp_id, start_time=start, run_name=key, tags={"run_key": key}).info.run_id
+                tags = {"run_key": key, **({PARENT_RUN_TAG: parent} if parent else {})}
+                run_id = client.create_run(exp_id, start_time=start, run_name=key, tags=tags).info.run_id
                 try:
                     result["mlflow"] = {
                         "run_id": run_id,
                         "experiment_id": exp_id,
                         "tracking_uri": public_uri(uri, results),
+                        **({"parent_run_id": parent} if parent else {}),
                     }
-                    _log_contents(client, run_id, result, artifacts)
+                    _log_contents(client, run_id, result, artifacts, results)
                     status = "FINISHED" if result["status"] == "ok" else "FAILED"
                     client.set_terminated(run_id, status=status, end_time=end)
                 except BaseException:
@@ -104,9 +134,9 @@ def log_run(result: dict, artifacts: Iterable[str | Path], uri: str, experiment:
                     client.delete_run(run_id)
                     raise
                 # Replaced only once the new run is complete: a failed rerun leaves the old one.
-                for old in client.search_runs([exp_id], filter_string=f"tags.run_key = '{key}'", max_results=1000):
-                    if old.info.run_id != run_id:
-                        client.delete_run(old.info.run_id)
+                for old in _same_job(client, exp_id, key, parent):
+                    if old != run_id:
+                        client.delete_run(old)
                 return result["mlflow"]
         except StoreError:
             raise
@@ -115,6 +145,16 @@ def log_run(result: dict, artifacts: Iterable[str | Path], uri: str, experiment:
                 raise
             time.sleep(1 + attempt)
     raise AssertionError("unreachable")
+
+
+def _same_job(client: MlflowClient, exp_id: str, key: str, parent: str | None) -> list[str]:
+    """The active runs of this key under the same parent (without one: the top-level runs of the
+    key); a rerun replaces only these, so the children of other invocations' parents stay."""
+    query = f"tags.run_key = '{key}'"
+    if parent:
+        query += f" and tags.`{PARENT_RUN_TAG}` = '{parent}'"
+    runs = client.search_runs([exp_id], filter_string=query, max_results=1000)
+    return [r.info.run_id for r in runs if r.data.tags.get(PARENT_RUN_TAG) == parent]
 
 
 def _span_ms(result: dict) -> tuple[int | None, int | None]:
@@ -126,19 +166,24 @@ def _span_ms(result: dict) -> tuple[int | None, int | None]:
     return int(span["start"] * 1000), int(span["end"] * 1000)
 
 
-def _log_contents(client: MlflowClient, run_id: str, result: dict, artifacts: Iterable[str | Path]) -> None:
+def _log_contents(
+    client: MlflowClient, run_id: str, result: dict, artifacts: Iterable[str | Path], results: str | Path
+) -> None:
     from mlflow.entities import Metric, Param, RunTag
 
     now = _span_ms(result)[1] or int(time.time() * 1000)
     metrics = [Metric(k, v, now, s) for k, v, s in _metrics(result)]
     params = [Param(k, v) for k, v in _params(result).items()]
     tags = [RunTag(k, v) for k, v in _tags(result).items()]
-    for chunk in _chunks(metrics, MAX_METRICS):
+    for chunk in chunks(metrics, MAX_METRICS):
         client.log_batch(run_id, metrics=chunk)
-    for chunk in _chunks(params, MAX_PARAMS):
+    for chunk in chunks(params, MAX_PARAMS):
         client.log_batch(run_id, params=chunk)
-    for chunk in _chunks(tags, MAX_TAGS):
+    for chunk in chunks(tags, MAX_TAGS):
         client.log_batch(run_id, tags=chunk)
+    dataset = _dataset_input(result, results)
+    if dataset is not None:
+        client.log_inputs(run_id, [dataset])
     for path in artifacts:
         client.log_artifact(run_id, str(path))
     client.log_text(run_id, json.dumps(result, indent=2, default=str), "result.json")
@@ -190,27 +235,44 @@ def _metrics(r: dict) -> list[tuple[str, float, int]]:
     return out
 
 
-def _flat(prefix: str, d: dict) -> dict:
+def flatten(prefix: str, d: dict) -> dict:
+    """Nested keys as dotted names: MLflow params are flat."""
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flat(f"{prefix}{k}.", v))
+            out.update(flatten(f"{prefix}{k}.", v))
         else:
             out[f"{prefix}{k}"] = v
     return out
 
 
 def _params(r: dict) -> dict[str, str]:
-    p = {**_flat("spec.", r["spec"]), **_flat("preprocess.", r.get("preprocessing") or {})}
+    p = {**flatten("spec.", r["spec"]), **flatten("preprocess.", r.get("preprocessing") or {})}
     p.update({k: r[k] for k in ("dataset", "seed", "threads", "repeats") if k in r})
-    return {k: json.dumps(v) if isinstance(v, (list, tuple)) else str(v) for k, v in p.items()}
+    return {k: param_value(v) for k, v in p.items()}
+
+
+def param_value(v: object) -> str:
+    """A param's value: lists as JSON, cut to MLflow's limit."""
+    return (json.dumps(v) if isinstance(v, (list, tuple)) else str(v))[:MAX_PARAM_VALUE]
+
+
+def plain_commit(commit: str | None) -> str | None:
+    """A commit as MLflow's git tag takes it: no '-dirty' suffix, None where it is unknown."""
+    sha = (commit or "").removesuffix("-dirty")
+    return sha if sha and sha != "unknown" else None
 
 
 def _tags(r: dict) -> dict[str, str]:
     env = r.get("environment") or {}
     tags = {k: str(r[k]) for k in ("experiment", "dataset", "backend", "framework", "mode", "device", "status")}
+    if r.get("seed") is not None:
+        tags["seed"] = str(r["seed"])
     tags["fingerprint"] = str(env.get("fingerprint"))
     tags["git_commit"] = str(env.get("git_commit"))
+    if plain_commit(env.get("git_commit")):
+        tags[GIT_COMMIT_TAG] = plain_commit(env.get("git_commit"))
+    tags[NOTE_TAG] = _note(r)
     tags["device_name"] = str(env.get("device_name"))
     for pkg, v in (env.get("versions") or {}).items():
         tags[f"version.{pkg}"] = v
@@ -225,6 +287,45 @@ def _tags(r: dict) -> dict[str, str]:
     return tags
 
 
-def _chunks(items: list, n: int) -> Iterable[list]:
+def _note(r: dict) -> str:
+    """One line for the run's description in the UI: what ran, how it ended, its key figures."""
+    test = (r.get("metrics") or {}).get("test") or {}
+    figures = [f"test {k} {test[k]:.4g}" for k in ("accuracy", "f1", "mse", "r2") if _finite(test.get(k))]
+    speed = ((r.get("timings") or {}).get("train_samples_per_s") or {}).get("median")
+    if _finite(speed):
+        figures.append(f"{speed:,.0f} training samples/s")
+    seed = f", seed {r['seed']}" if r.get("seed") is not None else ""
+    line = f"{r['experiment']}: {r['backend']} on {r['device']}{seed}, {r['status']}"
+    if r["status"] != "ok" and r.get("message"):
+        line += f" ({str(r['message']).splitlines()[0][:200]})"
+    return f"{line}; {', '.join(figures)}" if figures else line
+
+
+def _dataset_input(r: dict, results: str | Path):  # -> mlflow.entities.DatasetInput | None
+    """The training data as an MLflow input: our name and checksum, not MLflow's own hash.
+
+    MLflow stores a digest of at most 36 characters: the first 36 hex digits of the sha256; the
+    whole checksum is in the profile. A result without a checksum gets no input rather than a
+    made-up digest.
+    """
+    checksum = r.get("dataset_checksum")
+    if not checksum:
+        return None
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    source = {"uri": f"{Path(results).resolve().name}/datasets/{r['dataset']}.npz"}
+    profile = {"sha256": checksum, "task": r.get("task")}
+    dataset = Dataset(
+        name=r["dataset"],
+        digest=checksum[:MAX_DIGEST],
+        source_type="local",
+        source=json.dumps(source),
+        profile=json.dumps(profile),
+    )
+    return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])
+
+
+def chunks(items: list, n: int) -> Iterable[list]:
+    """Batches of at most n: MLflow's log_batch refuses larger ones."""
     for i in range(0, len(items), n):
         yield items[i : i + n]
