@@ -37,7 +37,10 @@ def result(tmp_path_factory):
     d = tmp_path_factory.mktemp("ds")
     datasets.build("moons", seed=0).save(d / "moons.npz", d / "moons.json")
     exp = catalogue.load()["moons-logistic"]
-    return run_job(exp, "numpy", "cpu", d / "moons.npz", JobConfig(1, 2, 0, 64, 0.1, 0.01, str(d)))
+    cfg = JobConfig(
+        threads=1, repeats=2, seeds=[0], inference_batch=64, epochs_scale=0.1, min_repeat_seconds=0.01, results=str(d)
+    )
+    return next(run_job(exp, "numpy", "cpu", d / "moons.npz", cfg))
 
 
 def seeded(result: dict, seed: int) -> dict:

@@ -157,6 +157,19 @@ def _same_job(client: MlflowClient, exp_id: str, key: str, parent: str | None) -
     return [r.info.run_id for r in runs if r.data.tags.get(PARENT_RUN_TAG) == parent]
 
 
+def _log_dataset(client: MlflowClient, run_id: str, dataset) -> None:
+    """log_inputs, retried when parallel jobs of one experiment insert the same new dataset at once
+    (a server on PostgreSQL answers the loser with a unique-key violation; its retry finds the row)."""
+    for attempt in range(5):
+        try:
+            client.log_inputs(run_id, [dataset])
+            return
+        except Exception as e:  # noqa: BLE001 - only the insert race is retried
+            if "unique" not in str(e).lower() and "duplicate key" not in str(e).lower() or attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
 def _span_ms(result: dict) -> tuple[int | None, int | None]:
     """The training's own wall-clock start and end (ms), so the UI's Duration is the training's;
     None (MLflow's own clock) for a run that failed before training."""
@@ -183,7 +196,7 @@ def _log_contents(
         client.log_batch(run_id, tags=chunk)
     dataset = _dataset_input(result, results)
     if dataset is not None:
-        client.log_inputs(run_id, [dataset])
+        _log_dataset(client, run_id, dataset)
     for path in artifacts:
         client.log_artifact(run_id, str(path))
     client.log_text(run_id, json.dumps(result, indent=2, default=str), "result.json")
