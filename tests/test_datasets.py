@@ -166,6 +166,14 @@ def test_blobs_are_the_documents_own_data():
     assert loss == pytest.approx(0.05136142261326313, rel=1e-6)  # the weights are printed to float32
 
 
+@pytest.mark.parametrize("name", datasets.names())
+def test_declared_sizes_match_the_built_dataset(name):
+    """datasets.SIZES (what the catalogue's accuracy tolerances use) against the real splits."""
+    _skip_unavailable(name)
+    ds = _default(name)
+    assert datasets.SIZES[name] == {"train": ds.meta["n_train"], "test": ds.meta["n_test"]}
+
+
 def test_hotel_rows_equal_the_printed_tables():
     ch1_train, ch1_test = np.array(BOOK_CH1_TRAIN), np.array(BOOK_CH1_TEST)
     ds = _default("hotels-linear")
@@ -370,5 +378,5 @@ def test_declared_task_matches_the_built_dataset(name):
     assert datasets.TASK_OF[name] == datasets.build(name).task
 
 
-def test_every_dataset_declares_its_task():
-    assert set(datasets.TASK_OF) == set(datasets.names())
+def test_every_dataset_declares_its_task_and_sizes():
+    assert set(datasets.TASK_OF) == set(datasets.names()) == set(datasets.SIZES)
