@@ -32,6 +32,20 @@ TASK_OF: dict[str, str] = {
     **dict.fromkeys(["hotels-linear", "hotels"], "regression"),
 }
 
+# The split sizes of each dataset at its generator's defaults, known without building it (the full
+# MNIST needs its files): the catalogue needs them for the tolerance of an accuracy figure (one sample
+# of its split). tests/test_datasets.py checks them against every dataset it can build.
+SIZES: dict[str, dict[str, int]] = {
+    **dict.fromkeys(["linear", "moons", "circles"], {"train": 800, "test": 200}),
+    "sine": {"train": 1920, "test": 480},
+    "spiral": {"train": 1200, "test": 300},
+    **dict.fromkeys(["blobs4", "blobs2"], {"train": 3200, "test": 800}),
+    "hotels-linear": {"train": 8, "test": 4},
+    **dict.fromkeys(["hotels", "hotels-hot", "hotels-category"], {"train": 24, "test": 8}),
+    "mnist": {"train": 60000, "test": 10000},
+    "mnist10k": {"train": 8000, "test": 2000},
+}
+
 
 def names() -> list[str]:
     return list(GENERATORS)
@@ -52,4 +66,4 @@ def build(name: str, **params) -> Dataset:
     return gen(**params)
 
 
-__all__ = ["Dataset", "DatasetError", "GENERATORS", "TASK_OF", "build", "load", "names"]
+__all__ = ["Dataset", "DatasetError", "GENERATORS", "SIZES", "TASK_OF", "build", "load", "names"]

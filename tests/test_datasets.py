@@ -29,8 +29,8 @@ EXPECTED = {
     "circles": ("binary", 800, 200, 2, [500, 500], True),
     "sine": ("binary", 1920, 480, 2, [1200, 1200], True),
     "spiral": ("multiclass", 1200, 300, 2, [500, 500, 500], True),
-    "blobs4": ("multiclass", 3200, 800, 2, [1000] * 4, True),
-    "blobs2": ("binary", 800, 200, 2, [500, 500], True),
+    "blobs4": ("multiclass", 3200, 800, 2, [1000] * 4, False),  # the document's random states
+    "blobs2": ("binary", 3200, 800, 2, [2000, 2000], False),
     "hotels-linear": ("regression", 8, 4, 1, None, False),
     "hotels": ("regression", 24, 8, 2, None, False),
     "hotels-hot": ("binary", 24, 8, 2, [16, 16], False),
@@ -38,7 +38,7 @@ EXPECTED = {
     "mnist": ("multiclass", 60000, 10000, 784, None, False),
     "mnist10k": ("multiclass", 8000, 2000, 784, None, True),
 }
-STRATIFIED = {"linear", "moons", "circles", "sine", "spiral", "blobs4", "blobs2", "mnist10k"}
+STRATIFIED = {"linear", "moons", "circles", "sine", "spiral", "mnist10k"}  # sdls1's blobs split is not
 
 # vidl, printed tables (distance mi, [rating,] price $), in the book's order.
 BOOK_CH1_TRAIN = [[0.5, 146], [1.1, 149], [1.6, 140], [2.4, 134], [3.5, 127], [4.6, 110], [6.2, 112], [9.5, 81]]
@@ -146,6 +146,32 @@ def test_toy_data_follow_their_construction():
     circles = _default("circles")
     r = np.hypot(*circles.X_train.T)
     assert r[circles.y_train == 1].mean() < 0.5 < r[circles.y_train == 0].mean()
+
+
+def test_blobs_are_the_documents_own_data():
+    """sdls1 prints its y_train labels ([1 3 3 ... 0 1 2]) and, for blobs2, its trained softmax's weights
+    and bias with the test figures they give (loss 0.05136142261326313, accuracy 0.99): the document's
+    make_blobs and split calls must give the same data, hence the same figures from those weights."""
+    four = _default("blobs4")
+    assert four.y_train[:3].tolist() == [1, 3, 3] and four.y_train[-3:].tolist() == [0, 1, 2]
+    assert np.abs(np.concatenate([four.X_train, four.X_test])).max() < 20  # the document's +-20 grid holds it
+    two = _default("blobs2")
+    w = np.array([[0.18243906, -0.32536864], [0.80486184, 0.29774043]])
+    b = np.array([1.4485976, -1.4485976])
+    z = two.X_test.astype(np.float64) @ w + b
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    assert np.mean(p.argmax(axis=1) == two.y_test) == 0.99
+    loss = -np.mean(np.log(p[np.arange(len(p)), two.y_test]))
+    assert loss == pytest.approx(0.05136142261326313, rel=1e-6)  # the weights are printed to float32
+
+
+@pytest.mark.parametrize("name", datasets.names())
+def test_declared_sizes_match_the_built_dataset(name):
+    """datasets.SIZES (what the catalogue's accuracy tolerances use) against the real splits."""
+    _skip_unavailable(name)
+    ds = _default(name)
+    assert datasets.SIZES[name] == {"train": ds.meta["n_train"], "test": ds.meta["n_test"]}
 
 
 def test_hotel_rows_equal_the_printed_tables():
@@ -352,5 +378,5 @@ def test_declared_task_matches_the_built_dataset(name):
     assert datasets.TASK_OF[name] == datasets.build(name).task
 
 
-def test_every_dataset_declares_its_task():
-    assert set(datasets.TASK_OF) == set(datasets.names())
+def test_every_dataset_declares_its_task_and_sizes():
+    assert set(datasets.TASK_OF) == set(datasets.names()) == set(datasets.SIZES)

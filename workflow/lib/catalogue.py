@@ -1,10 +1,12 @@
-"""The experiment catalogue: load, validate, and turn an entry into a backend Spec."""
+"""The experiment catalogue: load, validate, and turn an entry into a backend Spec. Each reported
+figure is kept as the document printed it and gets the tolerance those digits allow (figure_tolerance)."""
 
 from __future__ import annotations
 
 import copy
 import json
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import jsonschema
@@ -16,6 +18,11 @@ from backends.spec import HEAD_LOSS, OptimizerSpec, Spec
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "workflow" / "schemas" / "experiments.schema.yaml"
 LOWER_IS_BETTER = {"mse", "mae", "loss"}
+# Metrics counted in whole samples: a split of n samples cannot resolve them finer than 1/n.
+COUNTED_METRICS = {"accuracy"}
+# Float slack of `within`: a measurement exactly one tolerance away (one sample of 200: 0.985 against
+# 0.99) must count as within, though 0.99 - 0.985 is 0.0050000000000000044 in binary floating point.
+REL_SLACK = 1e-9
 
 
 class CatalogueError(ValueError):
@@ -75,6 +82,33 @@ class Experiment:
         return None
 
 
+def printed_precision(printed: str) -> float:
+    """Half a unit of the last digit the document printed ("50.8" -> 0.05, "1.00" -> 0.005, "16" -> 0.5):
+    a figure printed that way stands for any value that rounds to it."""
+    return float(Decimal(5).scaleb(int(Decimal(printed).as_tuple().exponent) - 1))
+
+
+def figure_tolerance(figure: dict, n_split: int | None) -> float | None:
+    """The tolerance of one loaded reported figure: the figure's own precision (`printed_precision`),
+    for an accuracy never less than one sample of the measured split (1/n_split, since an accuracy on
+    n samples moves in steps of 1/n), or the explicit `tolerance` of a figure that says `wider_because`.
+    None for a figure without a value. n_split: the size of the figure's split (None: unknown)."""
+    if figure.get("value") is None:
+        return None
+    if figure.get("wider_because"):
+        return float(figure["tolerance"])
+    tol = printed_precision(figure["printed"])
+    if figure["metric"] in COUNTED_METRICS and n_split:
+        tol = max(tol, 1.0 / n_split)
+    return tol
+
+
+def within(measured: float, value: float, tolerance: float) -> bool:
+    """Is a measurement within a figure's tolerance? With a relative float slack (REL_SLACK), so a
+    measurement exactly one tolerance away (one sample off) is within, as the rule means."""
+    return abs(measured - value) <= tolerance * (1.0 + REL_SLACK)
+
+
 def load(path: str | Path | None = None) -> dict[str, Experiment]:
     path = Path(path) if path else REPO / "config" / "experiments.yaml"
     try:
@@ -87,13 +121,54 @@ def load(path: str | Path | None = None) -> dict[str, Experiment]:
         # the deepest error is the one that names the bad key or value (not "unevaluated properties")
         e = max(errors, key=lambda err: (err.validator != "unevaluatedProperties", len(err.absolute_path)))
         where = "/".join(str(p) for p in e.path) or "(top level)"
+        if "reported" in e.path and list(e.path)[-1:] == ["value"] and e.validator == "type":
+            raise CatalogueError(
+                f"experiment catalogue {path}: at {where}: {e.message}; write a reported value as the document "
+                f'printed it, quoted (value: "1.00"): YAML reads 1.00 as 1.0 and loses the digits that set the '
+                "figure's tolerance"
+            )
         raise CatalogueError(f"experiment catalogue {path}: at {where}: {e.message}; see {SCHEMA.name} for the keys")
     out = {}
     for name, entry in raw["experiments"].items():
         merged = _merge(raw["defaults"], entry)
         _check(name, merged, path)
+        merged["reported"] = [_figure(name, merged["dataset"], fig, path) for fig in merged["reported"]]
         out[name] = Experiment(name=name, dataset=merged["dataset"], entry=merged, reported=merged["reported"])
     return out
+
+
+def _figure(name: str, dataset: str, raw: dict, path: Path) -> dict:
+    """One reported figure as loaded: `value` a number (None: no figure), `printed` the document's text
+    of it, `tolerance` from `figure_tolerance` with the split's size. An explicit `tolerance` must be
+    wider than the derived one and say `wider_because` (why the document's setup cannot be followed)."""
+    fig = {**raw, "printed": raw["value"], "value": None if raw["value"] is None else float(raw["value"])}
+    what = f"experiment {name!r} in {path}, reported {fig['split']} {fig['metric']} {fig['printed']}"
+    n_split = datasets.SIZES[dataset][fig["split"]]
+    derived = figure_tolerance({**fig, "wider_because": None}, n_split)
+    if "tolerance" in fig or "wider_because" in fig:
+        _check_wider(what, fig.get("tolerance"), fig.get("wider_because"), derived)
+    fig["tolerance"] = figure_tolerance(fig, n_split)
+    return fig
+
+
+def _check_wider(what: str, explicit: float | None, because: str | None, derived: float | None) -> None:
+    """An explicit tolerance is allowed only wider than the derived one and with its reason."""
+    if derived is None:
+        raise CatalogueError(f"{what}: a figure without a value has no tolerance; remove `tolerance`/`wider_because`")
+    if explicit is None:
+        raise CatalogueError(f"{what}: `wider_because` without a `tolerance`; give the wider tolerance or drop both")
+    if not because:
+        raise CatalogueError(
+            f"{what}: explicit tolerance {explicit} without `wider_because`. The tolerance is derived from the "
+            f"figure as printed ({derived:.6g} here: half a unit of its last digit, for an accuracy at least one "
+            "sample of the split): remove `tolerance`, or keep it and add `wider_because:` saying why the "
+            "document's setup cannot be followed (a seed missing the figure is no reason: the seed verdicts show it)"
+        )
+    if explicit <= derived:
+        raise CatalogueError(
+            f"{what}: tolerance {explicit} is not wider than the derived {derived:.6g}; remove `tolerance` and "
+            "`wider_because`"
+        )
 
 
 def select(catalogue: dict[str, Experiment], wanted: str | list[str], full_mnist: bool) -> list[Experiment]:
