@@ -26,6 +26,7 @@ from reports.results import (
     run_label,
     sort_key,
 )
+from workflow.lib.catalogue import within
 from workflow.lib.timing import summarize
 
 REPRODUCED, IN_RANGE, NOT_REPRODUCED = "reproduced", "within seed range", "not reproduced"
@@ -112,9 +113,9 @@ def judge(value: float | None, tolerance: float | None, s: dict) -> str | None:
     if value is None or not s["n"]:
         return None
     tol = tolerance or 0.0
-    if abs(s["median"] - value) <= tol:
+    if within(s["median"], value, tol):
         return REPRODUCED
-    if s["min"] - tol <= value <= s["max"] + tol:
+    if s["min"] <= value <= s["max"] or within(s["min"], value, tol) or within(s["max"], value, tol):
         return IN_RANGE
     return NOT_REPRODUCED
 

@@ -27,7 +27,7 @@ from backends.spec import Spec, init_params, make_schedule
 from datasets.preprocess import Standardizer, targets
 from reports import run_schema
 from workflow.lib import metrics as M
-from workflow.lib.catalogue import LOWER_IS_BETTER, Experiment
+from workflow.lib.catalogue import LOWER_IS_BETTER, Experiment, within
 from workflow.lib.environment import fingerprint
 from workflow.lib.measure import TimingConfig, measure
 
@@ -268,7 +268,7 @@ def _compare(fig: dict, metrics: dict) -> None:
         return
     fig["difference"] = measured - fig["value"]
     tol = fig.get("tolerance")
-    fig["within_tolerance"] = None if tol is None else bool(abs(fig["difference"]) <= tol)
+    fig["within_tolerance"] = None if tol is None else within(measured, fig["value"], tol)
 
 
 def _time_to_target(spec, prep: Prepared, param_history, timings: dict | None, target) -> tuple[dict, dict | None]:
