@@ -356,3 +356,19 @@ def test_junit_and_markdown_list_every_check(work):
     other = work / "elsewhere.xml"
     assert run_check(work, "--junit", str(other))[0] == 1
     assert len(ET.parse(other).getroot().find("testsuite").findall("testcase")) == len(rows)
+
+
+def test_known_failures_stay_visible_and_strict():
+    failing = C.Check(
+        "mnist10k-mlp", "tensorflow-eager-cpu seed 0", "parity", "≤ 1e-5", "1e-3", "", "BEYOND BOUND", True
+    )
+    passing = C.Check("moons-mlp", "torch-cpu seed 0", "parity", "≤ 1e-5", "1e-7", "", "pass")
+    known = [
+        {"experiment": "mnist10k-mlp", "run": "tensorflow-eager-cpu seed 0", "check": "parity", "why": "reason A"},
+        {"experiment": "moons-mlp", "run": "torch-cpu seed 0", "check": "parity", "why": "reason B"},
+    ]
+    rows = C.apply_known([failing, passing], known)
+    assert not rows[0].fails and rows[0].note and rows[0].verdict == "KNOWN (BEYOND BOUND): reason A"
+    assert not rows[1].fails and rows[1].note and "fixed? remove the entry" in rows[1].verdict
+    entries = C.load_known_failures()  # the repository's own list parses, every entry explained
+    assert all(e["why"].strip() for e in entries)
