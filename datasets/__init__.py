@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
-from datasets import hotels, mnist, toy
+from datasets import blobs, hotels, mnist, toy
 from datasets.base import Dataset, DatasetError, load
 
 # Module attributes stay modules (datasets.mnist is the module, not its function).
@@ -15,8 +15,8 @@ GENERATORS: dict[str, Callable[..., Dataset]] = {
     "circles": toy.circles,
     "sine": toy.sine,
     "spiral": toy.spiral,
-    "blobs4": toy.blobs4,
-    "blobs2": toy.blobs2,
+    "blobs4": blobs.blobs4,
+    "blobs2": blobs.blobs2,
     "hotels-linear": hotels.hotels_linear,
     "hotels": hotels.hotels,
     "hotels-hot": hotels.hotels_hot,
