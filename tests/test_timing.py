@@ -109,7 +109,10 @@ def test_overlapping_work_is_flagged(tmp_path):
         [
             sys.executable,
             "-c",
-            f"import os,time; os.sched_setaffinity(0,{{{cpu}}}); t=time.time()\nwhile time.time()-t<4: pass",
+            # normal priority whatever this process inherited (an earlier test's prepare_process
+            # leaves the pytest process at SCHED_IDLE, which the timed section would starve)
+            f"import os,time; os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0)); "
+            f"os.sched_setaffinity(0,{{{cpu}}}); t=time.time()\nwhile time.time()-t<4: pass",
         ]
     )
     try:
