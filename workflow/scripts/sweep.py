@@ -84,7 +84,7 @@ def log_mlflow(result: dict, uri: str, experiment: str, results: str) -> dict:
     params = [Param(k, json.dumps(v) if isinstance(v, list) else str(v)) for k, v in spec.items()]
     tags = {"run_key": key, "kind": "sweep", "sweep": result["sweep"], "backend": result["backend"]}
     tags.update(mode=result["mode"], device=result["device"], data="synthetic")
-    with store_lock(results):
+    with store_lock(uri):  # the lock beside the SQLite database (none for a server or PostgreSQL)
         client = MlflowClient(tracking_uri=uri)
         exp = client.get_experiment_by_name(experiment)
         if exp is None or exp.lifecycle_stage != "active":
