@@ -56,6 +56,24 @@ def job_config(seeds: tuple[int, ...], results_dir: Path) -> JobConfig:
     )
 
 
+def moons_logistic_result(directory: Path, repeats: int = 2) -> dict:
+    """One real run result for the MLflow tests: moons-logistic trained by the NumPy reference for a
+    few epochs (seed 0), its dataset and timing slots in directory."""
+    import datasets
+
+    datasets.build("moons", seed=0).save(directory / "moons.npz", directory / "moons.json")
+    cfg = JobConfig(
+        threads=1,
+        repeats=repeats,
+        seeds=[0],
+        inference_batch=64,
+        epochs_scale=0.1,
+        min_repeat_seconds=0.01,
+        results=str(directory),
+    )
+    return next(run_job(catalogue.load()["moons-logistic"], "numpy", "cpu", directory / "moons.npz", cfg))
+
+
 def diverging(base: Experiment, name: str = DIVERGING) -> Experiment:
     """A real catalogue entry with its optimizer swapped for SGD at a learning rate that overflows."""
     entry = copy.deepcopy(base.entry)

@@ -9,10 +9,9 @@ import time
 
 import pytest
 
+from tests.helpers_results import moons_logistic_result
 from tests.scaleout import free_port, mlflow_server, rest
-from workflow.lib import catalogue
 from workflow.lib.parent import end_parent, parent_key, start_parent
-from workflow.lib.runner import JobConfig, run_job
 from workflow.lib.store import MARKER
 from workflow.lib.tracking import PARENT, default_uri, log_run, plain_commit
 
@@ -31,16 +30,8 @@ KEY = parent_key(COMMIT, CONFIG)
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-    """A real run result: moons-logistic trained by the NumPy reference for a few epochs (once)."""
-    import datasets
-
-    d = tmp_path_factory.mktemp("ds")
-    datasets.build("moons", seed=0).save(d / "moons.npz", d / "moons.json")
-    exp = catalogue.load()["moons-logistic"]
-    cfg = JobConfig(
-        threads=1, repeats=2, seeds=[0], inference_batch=64, epochs_scale=0.1, min_repeat_seconds=0.01, results=str(d)
-    )
-    return next(run_job(exp, "numpy", "cpu", d / "moons.npz", cfg))
+    """A real run result: moons-logistic trained by the NumPy reference for a few epochs."""
+    return moons_logistic_result(tmp_path_factory.mktemp("ds"))
 
 
 def seeded(result: dict, seed: int) -> dict:

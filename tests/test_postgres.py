@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers_results import moons_logistic_result
 from tests.scaleout import mlflow_server, postgres_server, rest, run_bounded, skip_reason
-from workflow.lib import catalogue
-from workflow.lib.runner import JobConfig, run_job
 from workflow.lib.store import MARKER, resolve_uri
 from workflow.lib.tracking import ORPHAN_AFTER_S, init_store, log_run
 
@@ -125,14 +124,8 @@ def test_run_results_are_shareable(server, pipeline):
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-    import datasets
-
-    d = tmp_path_factory.mktemp("ds")
-    datasets.build("moons", seed=0).save(d / "moons.npz", d / "moons.json")
-    cfg = JobConfig(
-        threads=1, repeats=1, seeds=[0], inference_batch=64, epochs_scale=0.1, min_repeat_seconds=0.01, results=str(d)
-    )
-    return next(run_job(catalogue.load()["moons-logistic"], "numpy", "cpu", d / "moons.npz", cfg))
+    """A real run result: moons-logistic trained by the NumPy reference for a few epochs."""
+    return moons_logistic_result(tmp_path_factory.mktemp("ds"), repeats=1)
 
 
 def _log(args):

@@ -10,6 +10,7 @@ seed by seed, with the reference backend.
 
 from __future__ import annotations
 
+import copy
 import resource
 import time
 import traceback
@@ -109,16 +110,16 @@ def run_job(
     prep = prepare(ds, exp)
     spec = exp.spec(n_inputs=prep.X_train.shape[1], n_outputs=prep.n_outputs, epochs_scale=cfg.epochs_scale)
     backend = backends.get_backend(backend_name, threads=cfg.threads)
+    # One environment for every seed of the job (it reads git, package metadata and the CPU once).
+    # device_info may raise for a device the backend does not see: each seed's run is then recorded as failed.
+    environment = fingerprint(device, _safe(lambda: backend.device_info(device)) or {}, cfg.threads, spec.dtype)
+    environment["thread_settings"] = backend.thread_settings()
     pace: dict | None = None  # the first timed seed's timings: the untimed seeds' time to target uses its pace
     for i, seed in enumerate(cfg.seeds):
         timed = cfg.time_all_seeds or i == 0
         result = _skeleton(exp, ds, backend_name, device, spec, seed, cfg, prep)
         result["framework"], result["mode"] = backend.framework, backend.mode
-        # device_info may raise for a device the backend does not see: recorded as a failed run below
-        result["environment"] = fingerprint(
-            device, _safe(lambda: backend.device_info(device)) or {}, cfg.threads, spec.dtype
-        )
-        result["environment"]["thread_settings"] = backend.thread_settings()
+        result["environment"] = copy.deepcopy(environment)
         try:
             _train_and_measure(result, backend, spec, prep, seed, cfg, device, exp, timed, pace)
         except Exception as e:  # noqa: BLE001 - recorded in the result, the pipeline goes on
