@@ -36,6 +36,7 @@ except StoreError as e:
 # Seconds of work each: on a cluster (profiles/slurm) they run on the submit host, not as jobs.
 localrules:
     config_record,
+    experiments_record,
     mlflow_store,
 
 

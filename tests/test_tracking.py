@@ -136,14 +136,16 @@ def test_unreachable_server_fails_fast_and_the_run_result_is_kept(result, tmp_pa
     assert not (tmp_path / "results" / MARKER).exists()
     import datasets
 
-    datasets.build("moons", seed=0).save(tmp_path / "moons.npz", tmp_path / "moons.json")
-    out = tmp_path / "results/runs/moons-logistic/numpy-cpu/seed0.json"
-    exp_json = catalogue.load()["moons-logistic"].to_json()
-    args = ["--experiment", "moons-logistic", "--backend", "numpy", "--device", "cpu", "--dataset"]
-    args += [str(tmp_path / "moons.npz"), "--experiment-json", exp_json, "--threads", "1", "--repeats", "1"]
-    args += ["--min-repeat-seconds", "0", "--seeds", "0", "--inference-batch", "256", "--epochs-scale", "0.05"]
-    args += ["--results", str(tmp_path / "results"), "--uri", uri, "--mlflow-experiment", "x"]
-    assert train.main([*args, "--out", str(out)]) == 0
+    results = tmp_path / "results"
+    (results / "datasets").mkdir(parents=True)
+    datasets.build("moons", seed=0).save(results / "datasets/moons.npz", results / "datasets/moons.json")
+    resolved = results / "experiments.json"
+    resolved.write_text(json.dumps({"moons-logistic": json.loads(catalogue.load()["moons-logistic"].to_json())}))
+    args = ["--experiments", "moons-logistic", "--backend", "numpy", "--device", "cpu", "--resolved", str(resolved)]
+    args += ["--threads", "1", "--repeats", "1", "--min-repeat-seconds", "0.01", "--seeds", "0"]
+    args += ["--inference-batch", "256", "--epochs-scale", "0.05", "--results", str(results), "--uri", uri]
+    assert train.main([*args, "--mlflow-experiment", "x"]) == 0
+    out = results / "runs/moons-logistic/numpy-cpu/seed0.json"
     kept = json.loads(out.read_text())
     assert kept["status"] == "ok" and "not reachable" in kept["mlflow"]["error"]
 

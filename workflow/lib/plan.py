@@ -21,15 +21,51 @@ class PlanError(ValueError):
     """The configuration cannot be run; the message names the problem and the fix."""
 
 
+@dataclass(frozen=True)
+class TrainGroup:
+    """One Snakemake rule's worth of training jobs: backends that train the same experiments on the
+    same seeds. A job is one (backend, device) of the group, every experiment and seed in one
+    process, so a framework is imported once per backend rather than once per experiment."""
+
+    rule: str
+    backends: tuple[str, ...]
+    experiments: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+
 @dataclass
 class Plan:
     experiments: dict[str, cat.Experiment]
     backends: list[str]
-    jobs: list[tuple[str, str, str]]  # (experiment, backend, device)
+    jobs: list[tuple[str, str, str]]  # (experiment, backend, device): one training per seed of seeds_for(backend)
     seeds: list[int]
     devices: dict[str, dict]  # backend -> {"devices": [...], "gpu": bool, "reason": str}
     notes: list[str] = field(default_factory=list)
     sweep_jobs: list[tuple[str, str, str]] = field(default_factory=list)  # (sweep, backend, device)
+    first_seed_only: frozenset[str] = frozenset()  # backends trained on seeds[0] only (config first_seed_only)
+
+    def seeds_for(self, backend: str) -> list[int]:
+        return self.seeds[:1] if backend in self.first_seed_only else list(self.seeds)
+
+    def experiments_for(self, backend: str) -> list[str]:
+        """The experiments a backend trains, in catalogue order."""
+        return [e for e in self.experiments if any(j[:2] == (e, backend) for j in self.jobs)]
+
+    def train_groups(self) -> list[TrainGroup]:
+        """Backends grouped by (experiments, seeds): each group is one rule (its outputs are fixed
+        lists). "train" is the group of `backends:` on every seed; the others are named by what
+        sets them apart (peers: peers.experiments only; first_seed: config first_seed_only)."""
+        groups: dict[tuple, list[str]] = {}
+        for b in self.backends:
+            exps = tuple(self.experiments_for(b))
+            if exps:
+                groups.setdefault((exps, tuple(self.seeds_for(b))), []).append(b)
+        every = tuple(self.experiments)
+        out = []
+        for (exps, seeds), names in groups.items():
+            name = "train" + ("_peers" if exps != every else "") + ("_first_seed" if seeds != tuple(self.seeds) else "")
+            out.append(TrainGroup(name, tuple(names), exps, seeds))
+        return out
 
     def sweep_files(self, results: str = "results") -> list[str]:
         return [f"{results}/sweeps/{s}/{b}-{d}.json" for s, b, d in self.sweep_jobs]
@@ -39,8 +75,8 @@ class Plan:
         return sorted({e.dataset for e in self.experiments.values()})
 
     def job_files(self, experiment: str, backend: str, device: str, results: str = "results") -> list[str]:
-        """One training job's run results: one per seed."""
-        return [run_file(experiment, backend, device, s, results) for s in self.seeds]
+        """One (experiment, backend, device)'s run results: one per seed it trains."""
+        return [run_file(experiment, backend, device, s, results) for s in self.seeds_for(backend)]
 
     def run_files(self, results: str = "results") -> list[str]:
         return [f for job in self.jobs for f in self.job_files(*job, results=results)]
@@ -137,7 +173,20 @@ def plan_from_config(config: dict, repo: Path) -> Plan:
     for b, info in every.items():
         if info.get("reason"):
             notes.append(f"{b}: {info['reason']}")
-    return Plan({e.name: e for e in chosen}, list(names), jobs, list(config["seeds"]), devices, notes, sweep_jobs)
+    single = config["first_seed_only"]
+    unknown_single = [b for b in single if b not in backends.REGISTRY]
+    if unknown_single:
+        raise PlanError(
+            f"unknown backend(s) {unknown_single} in config `first_seed_only:`; registered backends: "
+            f"{', '.join(backends.REGISTRY)}"
+        )
+    if backends.REFERENCE in single and len(config["seeds"]) > 1:
+        raise PlanError(
+            f"the reference backend {backends.REFERENCE!r} is in `first_seed_only:`, so seeds after the first would "
+            "have no parity figures; remove it from first_seed_only"
+        )
+    experiments = {e.name: e for e in chosen}
+    return Plan(experiments, list(names), jobs, list(config["seeds"]), devices, notes, sweep_jobs, frozenset(single))
 
 
 def sweep_backends(config: dict, names: list[str]) -> list[str]:

@@ -8,7 +8,7 @@ import shlex
 from snakemake.settings.types import DeploymentMethod
 
 import backends
-from workflow.lib.plan import plan_from_config, PlanError
+from workflow.lib.plan import plan_from_config, PlanError, run_file
 
 try:
     PLAN = plan_from_config(config, REPO)
@@ -40,9 +40,16 @@ wildcard_constraints:
 
 
 def train_inputs(wildcards):
-    """The dataset, the MLflow store, and (for parity) the reference backend's result."""
-    exp = PLAN.experiments[wildcards.experiment]
-    inputs = {"dataset": f"results/datasets/{exp.dataset}.npz", "store": STORE, "machine": "results/machine.json"}
+    """The datasets, the resolved experiments, the MLflow store, the machine ceiling, and (for parity)
+    the reference backend's results on the same experiments and seeds."""
+    exps = PLAN.experiments_for(wildcards.backend)
+    inputs = {
+        "datasets": sorted({f"results/datasets/{PLAN.experiments[e].dataset}.npz" for e in exps}),
+        "resolved": "results/experiments.json",
+        "store": STORE,
+        "machine": "results/machine.json",
+    }
     if wildcards.backend != backends.REFERENCE and backends.REFERENCE in PLAN.backends:
-        inputs["reference"] = PLAN.job_files(wildcards.experiment, backends.REFERENCE, "cpu")
+        seeds = PLAN.seeds_for(wildcards.backend)
+        inputs["reference"] = [run_file(e, backends.REFERENCE, "cpu", s) for e in exps for s in seeds]
     return inputs

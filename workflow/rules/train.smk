@@ -1,4 +1,4 @@
-# One job per (experiment, backend, device): a run result JSON and one MLflow run.
+# The MLflow store, the machine ceiling, the resolved experiments, and the training jobs.
 
 
 rule mlflow_store:
@@ -40,45 +40,67 @@ rule calibrate:
         " > {log} 2>&1"
 
 
-rule train:
-    input:
-        unpack(train_inputs),
+rule experiments_record:
+    """The resolved experiments (catalogue entries with defaults and reported figures): what decides a
+    training's result besides the config, so editing the catalogue reruns the training jobs."""
     output:
-        # one run result per seed (config `seeds`): results/runs/{experiment}/{backend}-{device}/seed{N}.json
-        expand("results/runs/{{experiment}}/{{backend}}-{{device}}/seed{seed}.json", seed=PLAN.seeds),
+        "results/experiments.json",
     params:
-        py=PY,
-        reference=lambda wc, input: " ".join(input.get("reference", [])),
-        uri=config["mlflow"]["tracking_uri"] or "",
-        experiment=config["mlflow"]["experiment"],
-        repeats=config["repeats"],
-        min_repeat=config["min_repeat_seconds"],
-        # The resolved experiment (entry with defaults, reported figures): what decides the job's result,
-        # so editing one catalogue entry reruns exactly its jobs.
-        resolved=lambda wc: PLAN.experiments[wc.experiment].to_json(),
-        seeds=" ".join(map(str, PLAN.seeds)),
-        time_all=" --time-all-seeds" if config["time_all_seeds"] else "",
-        figures="" if config["mlflow"]["figures"] else " --no-mlflow-figures",
-        batch=config["inference_batch"],
-        scale=config["epochs_scale"],
-    threads: config["threads"]
-    # Measured peak RSS of a training job: up to 1.1 GB (TensorFlow); wall up to 2 min on a loaded
-    # 2-core machine. `gpu` is the resource the Slurm executor turns into --gpus.
+        resolved=json.dumps({name: json.loads(exp.to_json()) for name, exp in PLAN.experiments.items()}),
     resources:
-        gpu=lambda wc: 1 if wc.device == "gpu" else 0,
-        mem_mb=2000,
-        runtime=20,
-    benchmark:
-        "results/benchmarks/{experiment}/{backend}-{device}.tsv"
+        mem_mb=200,
+        runtime=2,
     log:
-        "results/logs/runs/{experiment}/{backend}-{device}.log",
-    conda:
-        CONDA_ENV
-    shell:
-        "{params.py} -m workflow.scripts.train --experiment {wildcards.experiment} --backend {wildcards.backend}"
-        " --device {wildcards.device} --dataset {input.dataset} --reference {params.reference}"
-        " --experiment-json {params.resolved:q} --threads {threads} --repeats {params.repeats}"
-        " --seeds {params.seeds}{params.time_all}{params.figures}"
-        " --min-repeat-seconds {params.min_repeat} --machine {input.machine}"
-        " --inference-batch {params.batch} --epochs-scale {params.scale} --results results"
-        " --uri={params.uri:q} --mlflow-experiment {params.experiment:q} --out {output} > {log} 2>&1"
+        "results/logs/experiments_record.log",
+    run:
+        Path(output[0]).write_text(f"{params.resolved}\n")
+
+
+# One job per (backend, device): every experiment and seed of the backend in one process, writing
+# results/runs/{experiment}/{backend}-{device}/seed{N}.json and one MLflow run per training. A rule
+# per group of backends that train the same experiments on the same seeds (plan.train_groups): the
+# `backends:` on every seed ("train"), config first_seed_only ("train_first_seed"), the peers.
+for group in PLAN.train_groups():
+
+    rule:
+        name:
+            group.rule
+        wildcard_constraints:
+            backend="|".join(map(re.escape, group.backends)),
+        input:
+            unpack(train_inputs),
+        output:
+            [run_file(e, "{backend}", "{device}", s) for e in group.experiments for s in group.seeds],
+        params:
+            py=PY,
+            experiments=" ".join(group.experiments),
+            seeds=" ".join(map(str, group.seeds)),
+            reference=" --reference-backend numpy" if backends.REFERENCE in PLAN.backends else "",
+            uri=config["mlflow"]["tracking_uri"] or "",
+            experiment=config["mlflow"]["experiment"],
+            repeats=config["repeats"],
+            min_repeat=config["min_repeat_seconds"],
+            time_all=" --time-all-seeds" if config["time_all_seeds"] else "",
+            figures="" if config["mlflow"]["figures"] else " --no-mlflow-figures",
+            batch=config["inference_batch"],
+            scale=config["epochs_scale"],
+        threads: config["threads"]
+        # Measured peak RSS of a training job: up to 1.1 GB (TensorFlow); wall up to 2 min on a loaded
+        # 2-core machine. `gpu` is the resource the Slurm executor turns into --gpus.
+        resources:
+            gpu=lambda wc: 1 if wc.device == "gpu" else 0,
+            mem_mb=3000,
+            runtime=60,
+        benchmark:
+            "results/benchmarks/train/{backend}-{device}.tsv"
+        log:
+            "results/logs/train/{backend}-{device}.log",
+        conda:
+            CONDA_ENV
+        shell:
+            "{params.py} -m workflow.scripts.train --backend {wildcards.backend} --device {wildcards.device}"
+            " --experiments {params.experiments} --seeds {params.seeds} --resolved {input.resolved}"
+            "{params.reference}{params.time_all}{params.figures} --threads {threads} --repeats {params.repeats}"
+            " --min-repeat-seconds {params.min_repeat} --machine {input.machine} --inference-batch {params.batch}"
+            " --epochs-scale {params.scale} --results results --uri={params.uri:q}"
+            " --mlflow-experiment {params.experiment:q} > {log} 2>&1"

@@ -1,7 +1,9 @@
-"""Train one (experiment, backend, device) once per seed: a run result and an MLflow run per seed.
+"""Train one (backend, device) on its experiments, once per seed: a run result and an MLflow run per
+training.
 
-One process for all seeds: the frameworks are imported once, and only the first seed's training
-(or every seed's, --time-all-seeds) is timed; the others are trained for quality only.
+One process for every experiment and seed: the framework is imported once (TensorFlow's import alone
+costs about 6 s of CPU, more than most of its trainings). Per experiment, only the first seed's
+training (or every seed's, --time-all-seeds) is timed; the others are trained for quality only.
 """
 
 from __future__ import annotations
@@ -18,39 +20,36 @@ from workflow.lib import timing
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--experiment", required=True)
     ap.add_argument("--backend", required=True)
     ap.add_argument("--device", required=True)
-    ap.add_argument("--dataset", required=True, help="results/datasets/{name}.npz")
-    ap.add_argument("--reference", nargs="*", default=[], help="the reference backend's run results, for parity")
+    ap.add_argument("--experiments", nargs="+", required=True, help="names in --resolved, trained in this order")
+    ap.add_argument("--resolved", required=True, help="results/experiments.json: name -> resolved experiment")
+    ap.add_argument("--seeds", type=int, nargs="+", required=True)
+    ap.add_argument("--reference-backend", default="", help="parity against this backend's run results (cpu)")
     ap.add_argument("--machine", default="", help="results/machine.json, for the ceiling")
-    ap.add_argument("--experiment-json", required=True, help="the resolved experiment (Experiment.to_json)")
     ap.add_argument("--threads", type=int, required=True)
     ap.add_argument("--repeats", type=int, required=True)
     ap.add_argument("--min-repeat-seconds", type=float, required=True)
-    ap.add_argument("--seeds", type=int, nargs="+", required=True)
     ap.add_argument("--time-all-seeds", action="store_true", help="time every seed, not only the first")
     ap.add_argument("--inference-batch", type=int, required=True)
     ap.add_argument("--epochs-scale", type=float, required=True)
-    ap.add_argument("--results", default="results")
+    ap.add_argument("--results", default="results", help="datasets are read from and run results written under it")
     ap.add_argument("--uri", default="")
     ap.add_argument("--mlflow-experiment", required=True)
-    ap.add_argument("--no-mlflow", action="store_true", help="write the run result only")
+    ap.add_argument("--no-mlflow", action="store_true", help="write the run results only")
     ap.add_argument("--no-mlflow-figures", action="store_true", help="log no figures as MLflow artifacts")
-    ap.add_argument("--out", nargs="+", required=True, help="one run result file per seed, in --seeds order")
     args = ap.parse_args(argv)
     # Before any framework starts: thread variables set, NumPy's BLAS limited, pinned off the timing CPUs.
     timing.prepare_process(args.threads)
 
     from workflow.lib import catalogue
+    from workflow.lib.plan import run_file
     from workflow.lib.runner import JobConfig, run_job
 
-    exp = catalogue.Experiment.from_json(args.experiment_json)
-    if exp.name != args.experiment:
-        raise SystemExit(f"--experiment {args.experiment!r} but --experiment-json describes {exp.name!r}")
-    if len(args.out) != len(args.seeds):
-        raise SystemExit(f"{len(args.seeds)} --seeds but {len(args.out)} --out files: give one file per seed")
-    references = {r["seed"]: r for r in (json.loads(Path(p).read_text()) for p in args.reference)}
+    resolved = json.loads(Path(args.resolved).read_text())
+    missing = [e for e in args.experiments if e not in resolved]
+    if missing:
+        raise SystemExit(f"experiments {missing} are not in {args.resolved}; rerun the workflow to rewrite it")
     machine = json.loads(Path(args.machine).read_text()) if args.machine else {}
     cfg = JobConfig(
         threads=args.threads,
@@ -63,13 +62,22 @@ def main(argv: list[str] | None = None) -> int:
         results=args.results,
         ceiling_gflops=machine.get("ceiling_gflops"),
     )
-    for result, out in zip(run_job(exp, args.backend, args.device, args.dataset, cfg, references), args.out):
-        print(f"{exp.name} {args.backend}-{args.device} seed {result['seed']}: {result['status']} {result['message']}")
-        for flag in result.get("flags", []):
-            print(f"flag: {flag}")
-        if not args.no_mlflow:
-            _log(result, args)
-        write_result(result, Path(out))
+    for name in args.experiments:
+        exp = catalogue.Experiment.from_json(json.dumps(resolved[name]))
+        dataset = Path(args.results) / "datasets" / f"{exp.dataset}.npz"
+        references = {}
+        if args.reference_backend and args.reference_backend != args.backend:
+            for seed in args.seeds:
+                ref = Path(run_file(name, args.reference_backend, "cpu", seed, args.results))
+                references[seed] = json.loads(ref.read_text())
+        for result in run_job(exp, args.backend, args.device, dataset, cfg, references):
+            print(f"{name} {args.backend}-{args.device} seed {result['seed']}: {result['status']} {result['message']}")
+            for flag in result.get("flags", []):
+                print(f"flag: {flag}")
+            if not args.no_mlflow:
+                _log(result, args)
+            write_result(result, Path(run_file(name, args.backend, args.device, result["seed"], args.results)))
+            sys.stdout.flush()
     return 0
 
 
