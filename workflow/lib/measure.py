@@ -1,9 +1,12 @@
 """The timed part of a job, all inside one timing slot (workflow.lib.timing): compile time,
 steady-state training throughput, inference throughput.
 
-One definition of compile time for every backend: the first epoch of the first training in a
-fresh process minus the median steady-state epoch, so it holds tracing, compilation, autotuning
-and first-touch allocation, whatever the framework calls them. Steady state is time-boxed: one
+One definition of compile time for every backend: the first epoch of the experiment's first
+training in the job's process minus the median steady-state epoch, so it holds tracing,
+compilation, autotuning and first-touch allocation of that network, whatever the framework calls
+them. A job trains every experiment of its backend in one process, so the framework's one-time
+start-up (runtime and compiler initialization, thread pools) is paid first by `warm_up` on a network
+no experiment uses, and no experiment's compile time depends on its place in the job. Steady state is time-boxed: one
 training of `1 + repeats * k` epochs, k chosen so that each repetition (k consecutive epochs after
 the first) lasts at least `min_repeat_seconds`; a repetition's rate is its samples over its
 seconds. Slow eager modes thus cost seconds, not whole trainings.
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backends.spec import Spec, make_schedule
+from backends.spec import Spec, init_params, make_schedule
 from workflow.lib import timing
 from workflow.lib.flops import predict_flops_per_sample, train_flops_per_sample
 
@@ -35,6 +38,21 @@ class TimingConfig:
 
 def _with_epochs(spec: Spec, epochs: int) -> Spec:
     return Spec.from_dict({**spec.to_dict(), "epochs": int(epochs)})
+
+
+WARM_UP_SPEC = Spec(kind="mlp", n_inputs=3, n_outputs=1, hidden=(5,), epochs=2, batch_size=4)
+
+
+def warm_up(backend, device: str) -> float:
+    """Train and predict a 3-5-1 network (no experiment's shape) once, untimed: the framework's
+    one-time start-up cost, paid before the first experiment. Returns its wall seconds."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((12, 3)).astype(np.float32)
+    Y = (X[:, :1] > 0).astype(np.float32)
+    t0 = time.perf_counter()
+    run = backend.train(WARM_UP_SPEC, X, Y, init_params(WARM_UP_SPEC, 0), make_schedule(WARM_UP_SPEC, 12, 1), device)
+    backend.predict(WARM_UP_SPEC, run.params, X, device)
+    return time.perf_counter() - t0
 
 
 def measure(backend, spec: Spec, X, Y, p0, seed: int, device: str, cfg: TimingConfig, ceiling: float | None) -> dict:

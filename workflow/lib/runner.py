@@ -48,6 +48,7 @@ class JobConfig:
     results: str = "results"
     ceiling_gflops: float | None = None  # results/machine.json's, when the calibration ran
     time_all_seeds: bool = False
+    framework_warmup_seconds: float | None = None  # measure.warm_up's, paid once by the job's process
 
     def timing(self) -> TimingConfig:
         return TimingConfig(self.threads, self.repeats, self.min_repeat_seconds, self.inference_batch, self.results)
@@ -205,6 +206,7 @@ def _train_and_measure(
         # Timed first; for the first seed in a fresh process, so the first epoch holds the compilation.
         timings = measure(backend, spec, prep.X_train, Y, p0, seed + 1, device, cfg.timing(), cfg.ceiling_gflops)
         timings["timed"] = True
+        timings["framework_warmup_seconds"] = cfg.framework_warmup_seconds
     else:
         timings = {"timed": False, "variant": pace.get("variant"), "flags": []}
     result["timings"] = timings

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         raise SystemExit(f"experiments {missing} are not in {args.resolved}; rerun the workflow to rewrite it")
     machine = json.loads(Path(args.machine).read_text()) if args.machine else {}
+    warmup = _warm_up(args.backend, args.device, args.threads)
     cfg = JobConfig(
         threads=args.threads,
         repeats=args.repeats,
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         min_repeat_seconds=args.min_repeat_seconds,
         results=args.results,
         ceiling_gflops=machine.get("ceiling_gflops"),
+        framework_warmup_seconds=warmup,
     )
     for name in args.experiments:
         exp = catalogue.Experiment.from_json(json.dumps(resolved[name]))
@@ -79,6 +81,21 @@ def main(argv: list[str] | None = None) -> int:
             write_result(result, Path(run_file(name, args.backend, args.device, result["seed"], args.results)))
             sys.stdout.flush()
     return 0
+
+
+def _warm_up(backend: str, device: str, threads: int) -> float | None:
+    """The framework's one-time start-up, paid before the first experiment (measure.warm_up). A
+    failure here (say, no such device) is left to each training, which records it."""
+    import backends
+    from workflow.lib.measure import warm_up
+
+    try:
+        seconds = warm_up(backends.get_backend(backend, threads=threads), device)
+    except Exception as e:  # noqa: BLE001 - every training records its own failure
+        print(f"warning: framework warm-up failed ({type(e).__name__}: {e})", file=sys.stderr)
+        return None
+    print(f"{backend}-{device}: framework warm-up {seconds:.2f} s")
+    return seconds
 
 
 def _log(result: dict, args: argparse.Namespace) -> None:
