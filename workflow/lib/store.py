@@ -128,15 +128,22 @@ def artifact_location(uri: str) -> str | None:
     return (Path(_sqlite_path(uri)).resolve().parent / "mlartifacts").as_uri()
 
 
+_CLIENTS: dict[str, MlflowClient] = {}
+
+
 def client_for(uri: str) -> MlflowClient:
-    """An MlflowClient; against a server, bounded retries (about 15 s) instead of MLflow's minutes."""
+    """An MlflowClient, one per URI and process (a job that logs many runs builds it once);
+    against a server, bounded retries (about 15 s) instead of MLflow's minutes."""
+    if uri in _CLIENTS:
+        return _CLIENTS[uri]
     if kind(uri) == "http":
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "4")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    client = _CLIENTS[uri] = MlflowClient(tracking_uri=uri)
+    return client
 
 
 def check_reachable(uri: str) -> None:

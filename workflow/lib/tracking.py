@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = ["StoreError", "default_uri", "init_store", "log_run", "read_parent", "resolve_uri", "sweep_orphans"]
 
-MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
+MAX_METRICS, MAX_PARAMS, MAX_TAGS, MAX_BATCH = 1000, 100, 100, 1000  # MLflow's log_batch limits
 MAX_PARAM_VALUE, MAX_DIGEST = 6000, 36  # MLflow's limits: a param's value, a dataset digest
 ORPHAN_AFTER_S = 3600  # one job's logging block takes seconds
 TRANSIENT = ("locked", "deadlock", "could not serialize")
@@ -188,12 +188,12 @@ def _log_contents(
     metrics = [Metric(k, v, now, s) for k, v, s in _metrics(result)]
     params = [Param(k, v) for k, v in _params(result).items()]
     tags = [RunTag(k, v) for k, v in _tags(result).items()]
-    for chunk in chunks(metrics, MAX_METRICS):
-        client.log_batch(run_id, metrics=chunk)
-    for chunk in chunks(params, MAX_PARAMS):
-        client.log_batch(run_id, params=chunk)
-    for chunk in chunks(tags, MAX_TAGS):
-        client.log_batch(run_id, tags=chunk)
+    store = _sql_store(client)
+    if store is not None:
+        _insert_metrics(store, run_id, metrics)
+        metrics = []
+    for batch in batches(metrics, params, tags):
+        client.log_batch(run_id, **batch)
     dataset = _dataset_input(result, results)
     if dataset is not None:
         _log_dataset(client, run_id, dataset)
@@ -336,6 +336,64 @@ def _dataset_input(r: dict, results: str | Path):  # -> mlflow.entities.DatasetI
         profile=json.dumps(profile),
     )
     return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])
+
+
+def batches(metrics: list, params: list, tags: list) -> Iterable[dict[str, list]]:
+    """log_batch arguments in as few calls as MLflow's limits allow: at most MAX_METRICS metrics,
+    MAX_PARAMS params, MAX_TAGS tags and MAX_BATCH entries in all per call."""
+    m = p = t = 0
+    while m < len(metrics) or p < len(params) or t < len(tags):
+        n_p = min(MAX_PARAMS, len(params) - p)
+        n_t = min(MAX_TAGS, len(tags) - t, MAX_BATCH - n_p)
+        n_m = min(MAX_METRICS, len(metrics) - m, MAX_BATCH - n_p - n_t)
+        yield {"metrics": metrics[m : m + n_m], "params": params[p : p + n_p], "tags": tags[t : t + n_t]}
+        m, p, t = m + n_m, p + n_p, t + n_t
+
+
+def _sql_store(client: MlflowClient):  # -> SqlAlchemyStore | None
+    """The client's SQLAlchemy store (SQLite, PostgreSQL), or None (a server: its own API)."""
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    if store is None or type(store).__name__ != "SqlAlchemyStore":
+        return None
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    return store if isinstance(store, SqlAlchemyStore) else None
+
+
+def _insert_metrics(store, run_id: str, metrics: list) -> None:
+    """A new run's metrics in one bulk INSERT: the rows MLflow's log_batch writes, without its
+    per-row ORM objects (about 80% of the CPU time a run's logging took with ~1600 metrics).
+
+    Exactly as SqlAlchemyStore.log_batch stores them: NaN as value 0 with is_nan, +-inf as the
+    largest float, duplicates (the metrics table's key) once, and per key the latest metric, the
+    largest (step, timestamp, value). The names are checked with MLflow's own rule; the run is
+    new, so no earlier latest metric to compare with. tests/test_tracking.py compares the outcome
+    with log_batch's.
+    """
+    if not metrics:
+        return
+    import sqlalchemy
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric
+    from mlflow.utils.validation import _validate_metric_name
+
+    rows: dict[tuple, dict] = {}
+    latest: dict[str, dict] = {}
+    for m in metrics:
+        if not (isinstance(m.value, float) and isinstance(m.step, int) and isinstance(m.timestamp, int)):
+            raise TypeError(f"metric {m.key!r}: value {m.value!r}, step {m.step!r}, timestamp {m.timestamp!r}")
+        is_nan, value = store.sanitize_metric_value(m.value)
+        row = {"run_uuid": run_id, "key": m.key, "value": value, "timestamp": m.timestamp, "step": m.step}
+        row["is_nan"] = is_nan
+        if rows.setdefault((m.key, value, m.timestamp, m.step, is_nan), row) is not row:
+            continue
+        best = latest.get(m.key)
+        if best is None:
+            _validate_metric_name(m.key)
+        if best is None or (m.step, m.timestamp, value) > (best["step"], best["timestamp"], best["value"]):
+            latest[m.key] = row
+    with store.ManagedSessionMaker(read_only=False) as session:
+        session.execute(sqlalchemy.insert(SqlMetric), list(rows.values()))
+        session.execute(sqlalchemy.insert(SqlLatestMetric), list(latest.values()))
 
 
 def chunks(items: list, n: int) -> Iterable[list]:
