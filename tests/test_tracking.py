@@ -105,37 +105,6 @@ def test_run_result_names_no_absolute_path(result, tmp_path):
     assert str(tmp_path) not in json.dumps(r)
 
 
-def test_bulk_metrics_store_what_log_batch_stores(result, tmp_path):
-    """The SQL stores' bulk insert (tracking._insert_metrics) against MLflow's own log_batch: the same
-    histories and latest values, NaN, infinities, a key logged twice at one step, steps out of order."""
-    from mlflow.entities import Metric
-
-    from workflow.lib import tracking
-
-    r = json.loads(json.dumps(result))
-    r["loss_history"] = [*r["loss_history"], None, 2.0]  # a NaN epoch, then one more
-    r["timings"]["epoch_seconds"] = [0.5, float("inf"), -float("inf")]
-    metrics = [Metric(k, v, 1000, s) for k, v, s in tracking._metrics(r)]
-    metrics += [Metric("late", 1.0, 2000, 3), Metric("late", 5.0, 1000, 1), Metric("late", 1.0, 2000, 3)]
-    metrics += [Metric(f"wide{i % 7}", float(i), 1000, i) for i in range(1500)]  # two batches' worth
-    assert any(k == "train_accuracy" and s == 0 for k, _, s in tracking._metrics(r))  # history and final
-    results = tmp_path / "results"
-    exp_id = init_store(default_uri(results), "bulk", results)
-    client = _client(results)
-    bulk, api = (client.create_run(exp_id).info.run_id for _ in range(2))
-    tracking._insert_metrics(tracking._sql_store(client), bulk, metrics)
-    for batch in batches(metrics, [], []):
-        client.log_batch(api, **batch)
-    assert client.get_run(bulk).data.metrics == client.get_run(api).data.metrics
-    keys = {m.key for m in metrics}
-    for key in keys:
-        got, want = (
-            [(m.step, m.timestamp, m.value) for m in client.get_metric_history(run, key)] for run in (bulk, api)
-        )
-        assert json.dumps(got) == json.dumps(want), key  # NaN compares equal as text
-    assert client.get_run(bulk).data.metrics["loss"] == 2.0  # the latest: the last epoch, not the NaN
-
-
 def test_batches_keep_every_entry_within_mlflows_limits():
     metrics, params, tags = list(range(2500)), [f"p{i}" for i in range(250)], [f"t{i}" for i in range(130)]
     got = list(batches(metrics, params, tags))
