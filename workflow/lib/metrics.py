@@ -1,4 +1,4 @@
-"""Quality metrics, all from scikit-learn."""
+"""Quality metrics from scikit-learn; the per-epoch curves in NumPy (history_metric says why)."""
 
 from __future__ import annotations
 
@@ -49,12 +49,14 @@ def regression(y: np.ndarray, pred: np.ndarray, loss_scale: float = 1.0) -> dict
 
 
 def history_metric(name: str, y: np.ndarray, out: np.ndarray, task: str) -> float:
-    """One metric per epoch for the time-to-target curve (accuracy or mse), without the full report:
-    the full classification report costs ~20 ms a call, over a thousand calls for an 800-epoch run."""
+    """One metric per epoch for the time-to-target curve: accuracy (the share of matching labels) or
+    mse (the mean squared error), written in NumPy. scikit-learn's own input checks (type_of_target)
+    cost about 1 ms a call, and a job evaluates every epoch of every seed on both splits: 58,000
+    calls and 52 s of the reference job's 175 s in the default run. tests/test_metrics.py holds it
+    equal to accuracy_score and mean_squared_error."""
     if name == "accuracy":
-        return float(skm.accuracy_score(y, labels_from_output(out, task)))
+        return float(np.mean(np.asarray(y).ravel() == labels_from_output(out, task)))
     if name == "mse":
-        return float(
-            skm.mean_squared_error(np.asarray(y, dtype=np.float64).ravel(), np.asarray(out, np.float64).ravel())
-        )
+        diff = np.asarray(y, dtype=np.float64).ravel() - np.asarray(out, np.float64).ravel()
+        return float(np.mean(diff * diff))
     raise ValueError(f"time to target takes accuracy or mse, not {name!r}: set the catalogue entry's target metric")
