@@ -134,6 +134,7 @@ class Images:
 
     def __init__(self) -> None:
         self.seen: dict[str, str] = {}
+        self.named: dict[str, bytes] = {}  # figure file name -> PNG, for the plots folder (write_report)
 
     def figure(self, png: bytes, alt: str, caption: str = "") -> dict:
         """An image for the templates: a compressed PNG as a data URI (uri None if shown before: same_as its id)."""
@@ -145,8 +146,14 @@ class Images:
         return {"uri": uri, "same_as": None, "id": self.seen[digest], "alt": alt, "caption": caption}
 
 
-def _fig(fig, alt: str, caption: str, images: Images) -> dict | None:
-    return None if fig is None else images.figure(plots.png_bytes(fig), alt, caption)
+def _fig(fig, alt: str, caption: str, images: Images, name: str = "") -> dict | None:
+    """The figure on the page; `name` (plots.write_figures' file name) keeps its PNG for the plots folder."""
+    if fig is None:
+        return None
+    png = plots.png_bytes(fig)
+    if name:
+        images.named[name] = png
+    return images.figure(png, alt, caption)
 
 
 # -- sections: each renders its template from its table rows ----------------------------------
@@ -194,7 +201,10 @@ def quality(runs: list[dict]) -> str:
 def throughput(runs: list[dict], images: Images | None = None) -> str:
     images = images or Images()
     groups = tables.by_experiment(runs).items()
-    charts = [_fig(plots.throughput_bars(rs), f"throughput of {exp}", exp, images) for exp, rs in groups]
+    charts = [
+        _fig(plots.throughput_bars(rs), f"throughput of {exp}", exp, images, f"throughput-{exp}.png")
+        for exp, rs in groups
+    ]
     return _render(
         "throughput.html.j2",
         rows=tables.throughput_table(runs),
@@ -244,13 +254,23 @@ def plot_gallery(runs: list[dict], results_dir: Path, images: Images | None = No
         )
         boundaries = plots.decision_boundaries(rs, plots.dataset_points(results_dir, ds))
         shown.append(
-            _fig(boundaries, f"decision regions on {ds}", f"{ds}: predicted class over the input plane", images)
+            _fig(
+                boundaries,
+                f"decision regions on {ds}",
+                f"{ds}: predicted class over the input plane",
+                images,
+                f"decision-{ds}.png",
+            )
         )
         datasets.append({"name": ds, "figures": [f for f in shown if f]})
     groups = tables.by_experiment(runs)
-    losses = [_fig(plots.loss_curves(rs), f"loss curves of {exp}", exp, images) for exp, rs in groups.items()]
+    losses = [
+        _fig(plots.loss_curves(rs), f"loss curves of {exp}", exp, images, f"loss-{exp}.png")
+        for exp, rs in groups.items()
+    ]
     cms = [
-        _fig(plots.confusion_matrices(rs), f"confusion matrices of {exp}", exp, images) for exp, rs in groups.items()
+        _fig(plots.confusion_matrices(rs), f"confusion matrices of {exp}", exp, images, f"confusion-{exp}.png")
+        for exp, rs in groups.items()
     ]
     return _render(
         "plots.html.j2",
@@ -272,12 +292,12 @@ def problems(runs: list[dict], devices: dict[str, dict], results_dir: Path) -> s
 # -- page -------------------------------------------------------------------------------------
 
 
-def render(results_dir: str | Path) -> str:
-    """The whole page as a string."""
+def render(results_dir: str | Path, runs: list[dict] | None = None, images: Images | None = None) -> str:
+    """The whole page as a string (runs: load_runs(results_dir) where not given)."""
     results_dir = Path(results_dir)
-    runs = load_runs(results_dir)
+    runs = load_runs(results_dir) if runs is None else runs
     devices = load_devices(results_dir)
-    images = Images()
+    images = Images() if images is None else images
     timed = seeds.timed_runs(runs)  # throughput, environment and figures: the timed seed of each job
     sections = [
         first_screen(runs),
@@ -322,13 +342,14 @@ def render_comparison(results_dir: str | Path, against: str | Path) -> str:
 
 def write_report(results_dir: str | Path, out: str | Path, plots_dir: str | Path | None = None) -> Path:
     """Write the page; with plots_dir also every figure as its own PNG (for snakemake --report)."""
-    page = render(results_dir)
+    runs, images = load_runs(results_dir), Images()
+    page = render(results_dir, runs, images)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     if plots_dir:
         Path(plots_dir).mkdir(parents=True, exist_ok=True)
-        plots.write_figures(load_runs(results_dir), plots_dir, results_dir)
+        plots.write_figures(runs, plots_dir, results_dir, rendered=images.named)
     return out
 
 

@@ -347,18 +347,31 @@ def by_dataset(runs: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def write_figures(runs: list[dict], out_dir: str | Path, results_dir: str | Path | None = None) -> list[Path]:
-    """Every figure as out_dir/{kind}-{experiment or dataset}.png (for snakemake --report); returns the paths."""
+def write_figures(
+    runs: list[dict],
+    out_dir: str | Path,
+    results_dir: str | Path | None = None,
+    rendered: dict[str, bytes] | None = None,
+) -> list[Path]:
+    """Every figure as out_dir/{kind}-{experiment or dataset}.png (for snakemake --report); returns the
+    paths. `rendered`: PNGs already drawn for the report page, by file name, written as they are."""
     out_dir = Path(out_dir)
+    rendered = rendered or {}
     written = []
+
+    def put(name: str, make) -> None:
+        path = out_dir / name
+        if name in rendered:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(rendered[name])
+            written.append(path)
+        elif (fig := make()) is not None:
+            written.append(save(fig, path))
+
     for exp, rs in by_experiment(runs).items():
         for kind, make in (("loss", loss_curves), ("confusion", confusion_matrices), ("throughput", throughput_bars)):
-            fig = make(rs)
-            if fig is not None:
-                written.append(save(fig, out_dir / f"{kind}-{exp}.png"))
+            put(f"{kind}-{exp}.png", lambda make=make, rs=rs: make(rs))
     for ds, rs in by_dataset(runs).items():
-        points = dataset_points(results_dir, ds) if results_dir else None
-        fig = decision_boundaries(rs, points)
-        if fig is not None:
-            written.append(save(fig, out_dir / f"decision-{ds}.png"))
+        points = (lambda ds=ds: dataset_points(results_dir, ds)) if results_dir else (lambda: None)
+        put(f"decision-{ds}.png", lambda rs=rs, points=points: decision_boundaries(rs, points()))
     return written

@@ -22,10 +22,17 @@ def version() -> int:
     return int(schema()["properties"]["schema_version"]["const"])
 
 
+@cache
+def _validator():
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(schema())
+
+
 def problems(run: dict) -> list[str]:
     """Every violation, each with its key path ("timings.train_samples_per_s.median: ..."), best first."""
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(schema())
+    validator = _validator()
     errors = sorted(validator.iter_errors(run), key=jsonschema.exceptions.relevance)
     return [f"{'.'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}" for e in errors]

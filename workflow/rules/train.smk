@@ -85,6 +85,9 @@ for group in PLAN.train_groups():
             batch=config["inference_batch"],
             scale=config["epochs_scale"],
         threads: config["threads"]
+        # Before the sweeps: the reference job gates every other training, and the eager loops
+        # (train_first_seed) are the longest jobs, so they start as soon as they can.
+        priority: 2 if group.rule.endswith("first_seed") else 1
         # Measured peak RSS of a training job: up to 1.1 GB (TensorFlow); wall up to 2 min on a loaded
         # 2-core machine. `gpu` is the resource the Slurm executor turns into --gpus.
         resources:
