@@ -41,8 +41,7 @@ def slurm_run(cluster, tmp_path_factory):
     cmd += ["--workflow-profile", str(ROOT / "profiles/slurm"), "--directory", str(work)]
     cmd += ["--configfile", str(work / "config.yaml")]
     # A one-node test cluster answers at once: poll every second instead of the profile's 10 s (the
-    # plugin waits a polling interval per DAG level; ../shared/notes/scale-out.md). Everything else
-    # is the profile's.
+    # Slurm plugin waits about one polling interval per DAG level). Everything else is the profile's.
     cmd += ["--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1"]
     proc = run_bounded(cmd, {**cluster.env, "PYTHONPATH": str(ROOT)}, SNAKEMAKE_TIMEOUT_S)
     assert proc.returncode == 0, f"snakemake --executor slurm failed ({proc.returncode}):\n{proc.stdout[-8000:]}"
