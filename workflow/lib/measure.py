@@ -6,11 +6,13 @@ training in the job's process minus the median steady-state epoch, so it holds t
 compilation, autotuning and first-touch allocation of that network, whatever the framework calls
 them. A job trains every experiment of its backend in one process, so the framework's one-time
 start-up (runtime and compiler initialization, thread pools) is paid first by `warm_up` on a network
-no experiment uses, and no experiment's compile time depends on its place in the job. Steady state is time-boxed: one
-training of `1 + (1 + repeats) * k` epochs, k chosen so that each repetition (k consecutive epochs)
-lasts at least `min_repeat_seconds`; the first epoch (compilation) and the first repetition (a
-warm-up, discarded as pyperf does) are not counted; a repetition's rate is its samples over its
-seconds. Slow eager modes thus cost seconds, not whole trainings.
+no experiment uses, and no experiment's compile time depends on its place in the job.
+
+Steady state is time-boxed: one training of `1 + (1 + repeats) * k` epochs, k chosen so that each
+repetition (k consecutive epochs) lasts at least `min_repeat_seconds`; the first epoch
+(compilation) and the first repetition (a warm-up, discarded as pyperf does) are not counted; a
+repetition's rate is its samples over its seconds. Slow eager modes thus cost seconds, not whole
+trainings.
 """
 
 from __future__ import annotations

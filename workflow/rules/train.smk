@@ -75,7 +75,7 @@ for group in PLAN.train_groups():
             py=PY,
             experiments=" ".join(group.experiments),
             seeds=" ".join(map(str, group.seeds)),
-            reference=" --reference-backend numpy" if backends.REFERENCE in PLAN.backends else "",
+            reference=f" --reference-backend {backends.REFERENCE}" if backends.REFERENCE in PLAN.backends else "",
             uri=config["mlflow"]["tracking_uri"] or "",
             experiment=config["mlflow"]["experiment"],
             repeats=config["repeats"],
@@ -88,8 +88,9 @@ for group in PLAN.train_groups():
         # Before the sweeps: the reference job gates every other training, and the eager loops
         # (train_first_seed) are the longest jobs, so they start as soon as they can.
         priority: 2 if group.rule.endswith("first_seed") else 1
-        # Measured peak RSS of a training job: up to 1.1 GB (TensorFlow); wall up to 2 min on a loaded
-        # 2-core machine. `gpu` is the resource the Slurm executor turns into --gpus.
+        # Measured in the default run (2-core machine, every experiment of a backend in one job): peak
+        # RSS up to 1.3 GB (tensorflow), wall up to 4.3 min (tensorflow-eager). `gpu` is the resource
+        # the Slurm executor turns into --gpus.
         resources:
             gpu=lambda wc: 1 if wc.device == "gpu" else 0,
             mem_mb=3000,

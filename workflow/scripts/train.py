@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         framework_warmup_seconds=warmup,
     )
     for name in args.experiments:
-        exp = catalogue.Experiment.from_json(json.dumps(resolved[name]))
+        exp = catalogue.Experiment(**resolved[name])
         dataset = Path(args.results) / "datasets" / f"{exp.dataset}.npz"
         references = {}
         if args.reference_backend and args.reference_backend != args.backend:
