@@ -352,9 +352,11 @@ def write_figures(
     out_dir: str | Path,
     results_dir: str | Path | None = None,
     rendered: dict[str, bytes] | None = None,
+    kinds: tuple[str, ...] = ("loss", "confusion", "throughput"),
 ) -> list[Path]:
     """Every figure as out_dir/{kind}-{experiment or dataset}.png (for snakemake --report); returns the
-    paths. `rendered`: PNGs already drawn for the report page, by file name, written as they are."""
+    paths. `rendered`: PNGs already drawn for the report page, by file name, written as they are.
+    `kinds`: the per-experiment figures to draw (the decision boundaries are drawn for every 2-D dataset)."""
     out_dir = Path(out_dir)
     rendered = rendered or {}
     written = []
@@ -370,7 +372,8 @@ def write_figures(
 
     for exp, rs in by_experiment(runs).items():
         for kind, make in (("loss", loss_curves), ("confusion", confusion_matrices), ("throughput", throughput_bars)):
-            put(f"{kind}-{exp}.png", lambda make=make, rs=rs: make(rs))
+            if kind in kinds:
+                put(f"{kind}-{exp}.png", lambda make=make, rs=rs: make(rs))
     for ds, rs in by_dataset(runs).items():
         points = (lambda ds=ds: dataset_points(results_dir, ds)) if results_dir else (lambda: None)
         put(f"decision-{ds}.png", lambda rs=rs, points=points: decision_boundaries(rs, points()))

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from workflow.lib import timing
 
+PER_RUN_FIGURES = ("loss", "confusion")  # with the decision boundary of a 2-D dataset
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
@@ -99,14 +101,15 @@ def _warm_up(backend: str, device: str, threads: int) -> float | None:
 
 
 def _log(result: dict, args: argparse.Namespace) -> None:
-    """One MLflow run; its figures only for a timed training (the seeds' curves are in the report)."""
+    """One MLflow run; its figures only for a timed training (the seeds' curves are in the report), and
+    no throughput chart (one bar per run: the report compares the backends)."""
     from reports.plots import write_figures
     from workflow.lib.tracking import log_run, resolve_uri
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
             timed = bool(result["timings"].get("timed"))
-            plots = write_figures([result], Path(tmp), args.results) if timed and not args.no_mlflow_figures else []
+            plots = write_figures([result], Path(tmp), args.results, kinds=PER_RUN_FIGURES) if timed and not args.no_mlflow_figures else []
             log_run(result, plots, resolve_uri(args.uri or None, args.results), args.mlflow_experiment, args.results)
         except Exception as e:  # noqa: BLE001 - the computed result is kept either way
             result["mlflow"] = {"error": f"{type(e).__name__}: {e}"}
