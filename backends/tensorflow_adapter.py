@@ -179,7 +179,9 @@ class _Model:
         if self.opt == "sgd":
             for i, (p, g) in enumerate(zip(self.params, grads)):
                 if self.m:
-                    raw.ResourceApplyMomentum(var=p.handle, accum=self.m[i].handle, lr=k.lr, grad=g, momentum=k.momentum)
+                    raw.ResourceApplyMomentum(
+                        var=p.handle, accum=self.m[i].handle, lr=k.lr, grad=g, momentum=k.momentum
+                    )
                 else:
                     raw.ResourceApplyGradientDescent(var=p.handle, alpha=k.lr, delta=g)
             return

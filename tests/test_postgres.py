@@ -48,7 +48,8 @@ def server(pg):
 
 @pytest.fixture(scope="module")
 def pipeline(server, tmp_path_factory):
-    """The small config, 8 jobs at once, every run logged to the server; files written under umask 002."""
+    """The small config, 8 jobs at once, every run logged to the server; files written under umask 002.
+    The targets are the run results (the summary and report read files only: test_pipeline.py)."""
     url, _ = server
     work = tmp_path_factory.mktemp("team")
     cfg = yaml.safe_load((ROOT / "config/test.yaml").read_text())
@@ -57,6 +58,7 @@ def pipeline(server, tmp_path_factory):
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--cores", "8", "--directory", str(work)]
     cmd += ["--workflow-profile", str(ROOT / "profiles/default"), "--configfile", str(work / "config.yaml")]
+    cmd += [str(path.relative_to(work)) for path in run_files(work).values()]
     proc = run_bounded(cmd, {"PYTHONPATH": str(ROOT)}, timeout=1200, umask=0o002)
     assert proc.returncode == 0, f"snakemake failed ({proc.returncode}):\n{proc.stdout[-8000:]}"
     return work, cfg

@@ -109,7 +109,11 @@ def _log(result: dict, args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             timed = bool(result["timings"].get("timed"))
-            plots = write_figures([result], Path(tmp), args.results, kinds=PER_RUN_FIGURES) if timed and not args.no_mlflow_figures else []
+            plots = (
+                write_figures([result], Path(tmp), args.results, kinds=PER_RUN_FIGURES)
+                if timed and not args.no_mlflow_figures
+                else []
+            )
             log_run(result, plots, resolve_uri(args.uri or None, args.results), args.mlflow_experiment, args.results)
         except Exception as e:  # noqa: BLE001 - the computed result is kept either way
             result["mlflow"] = {"error": f"{type(e).__name__}: {e}"}
