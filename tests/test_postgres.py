@@ -58,7 +58,7 @@ def pipeline(server, tmp_path_factory):
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--cores", "8", "--directory", str(work)]
     cmd += ["--workflow-profile", str(ROOT / "profiles/default"), "--configfile", str(work / "config.yaml")]
-    cmd += [str(path.relative_to(work)) for path in run_files(work).values()]
+    cmd += ["--"] + [str(path.relative_to(work)) for path in run_files(work).values()]  # after --configfile's list
     proc = run_bounded(cmd, {"PYTHONPATH": str(ROOT)}, timeout=1200, umask=0o002)
     assert proc.returncode == 0, f"snakemake failed ({proc.returncode}):\n{proc.stdout[-8000:]}"
     return work, cfg
