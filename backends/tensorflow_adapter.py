@@ -104,7 +104,7 @@ class _Model:
             self.v = variables("v") if n_slots == 2 else []
             self.t = tf.Variable(0, dtype=tf.int64, name="t")
         self.traces = 0
-        self.eager, self.steps, self.b1, self.b2, self.eps = eager, 0, o.beta1, o.beta2, o.eps
+        self.eager, self.optimizer, self.steps = eager, o, 0  # steps: the eager update's count (t is the graph's)
         self.epoch = tf.function(self._epoch, jit_compile=True)  # used by mode compiled only
 
     def reset(self, init_params: list[np.ndarray]) -> None:
@@ -186,8 +186,9 @@ class _Model:
                     raw.ResourceApplyGradientDescent(var=p.handle, alpha=k.lr, delta=g)
             return
         self.steps += 1
-        b1p, b2p = c(self.b1) ** self.steps, c(self.b2) ** self.steps
-        eps = c(self.eps) if self.hat else c(self.eps) * np.sqrt(c(1) - b2p)
+        o = self.optimizer
+        b1p, b2p = c(o.beta1) ** self.steps, c(o.beta2) ** self.steps
+        eps = c(o.eps) if self.hat else c(o.eps) * np.sqrt(c(1) - b2p)
         b1p, b2p, eps = (self.tf.constant(v, self.tdt) for v in (b1p, b2p, eps))
         for p, m, v, g in zip(self.params, self.m, self.v, grads):
             raw.ResourceApplyAdam(
