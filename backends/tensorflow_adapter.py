@@ -125,7 +125,7 @@ class _Model:
         n_layers = len(params) // 2
         h = x
         for i in range(n_layers):
-            z = tf.matmul(h, params[2 * i]) + params[2 * i + 1]
+            z = tf.nn.bias_add(tf.matmul(h, params[2 * i]), params[2 * i + 1])
             if i < n_layers - 1:
                 h = _activate(tf, z, self.activation)
         return z
@@ -230,7 +230,7 @@ def _forward(tf: Any, params: list[Any], x: Any, activation: str, head: str) -> 
     n_layers = len(params) // 2
     h = x
     for i in range(n_layers):
-        z = tf.matmul(h, params[2 * i]) + params[2 * i + 1]
+        z = tf.nn.bias_add(tf.matmul(h, params[2 * i]), params[2 * i + 1])
         h = _activate(tf, z, activation if i < n_layers - 1 else head)
     return h
 
