@@ -23,7 +23,7 @@ import numpy as np
 import backends
 import datasets
 from backends.base import parity_spec
-from backends.numpy_reference import activate, forward
+from backends.numpy_reference import activate
 from backends.spec import Spec, init_params, make_schedule
 from datasets.preprocess import Standardizer, targets
 from reports import run_schema
@@ -280,13 +280,10 @@ def _time_to_target(spec, prep: Prepared, param_history, timings: dict | None, t
     measured steady-state pace (both timed in the slot, so the figure carries no foreign load)."""
     metric = (target or {}).get("metric") or ("mse" if prep.ds.task == "regression" else "accuracy")
     history: dict[str, list[float]] = {f"train_{metric}": [], f"test_{metric}": []}
-    for params in param_history or []:
-        for split, X in (("train", prep.X_train), ("test", prep.X_test)):
-            zs, _ = forward(spec, [p.astype(np.float64) for p in params], X.astype(np.float64))
-            y = prep.ds.y_train if split == "train" else prep.ds.y_test
-            out = prep.to_original_y(activate(zs[-1], spec.head))
-            m = M.history_metric(metric, y, out, prep.ds.task)
-            history[f"{split}_{metric}"].append(m)
+    for split, X in (("train", prep.X_train), ("test", prep.X_test)):
+        y = prep.ds.y_train if split == "train" else prep.ds.y_test
+        for out in outputs_per_epoch(spec, param_history or [], X):
+            history[f"{split}_{metric}"].append(M.history_metric(metric, y, prep.to_original_y(out), prep.ds.task))
     if target is None:
         return history, None
     series = history.get(f"{target['split']}_{target['metric']}", [])
@@ -303,6 +300,31 @@ def _time_to_target(spec, prep: Prepared, param_history, timings: dict | None, t
             return history, {**goal, "reached": True, "epochs": e + 1, "seconds": seconds}
     best = (min if lower else max)((v for v in series if v is not None), default=None)
     return history, {**goal, "reached": False, "epochs": None, "seconds": None, "best": best}
+
+
+EPOCH_CHUNK_ELEMENTS = 1 << 22  # activations held at once by outputs_per_epoch (16 MB of float32)
+
+
+def outputs_per_epoch(spec: Spec, param_history: list[list[np.ndarray]], X: np.ndarray) -> Iterator[np.ndarray]:
+    """The network's outputs on X for each epoch's parameters, in the spec's dtype (the model's own
+    precision), as numpy_reference.forward computes them, but for a chunk of epochs per matmul:
+    an 800-epoch hotel net costs one NumPy call per layer instead of 800 (the per-call overhead
+    was most of the curves' cost)."""
+    dt = np.dtype(spec.dtype)
+    X = np.asarray(X, dtype=dt)
+    n_layers = len(spec.param_shapes) // 2
+    widest = max(s[-1] for s in spec.param_shapes)
+    chunk = max(1, EPOCH_CHUNK_ELEMENTS // max(1, len(X) * widest))
+    for start in range(0, len(param_history), chunk):
+        epochs = param_history[start : start + chunk]
+        h = X
+        for i in range(n_layers):
+            W = np.stack([np.asarray(p[2 * i], dtype=dt) for p in epochs])  # (epochs, in, out)
+            b = np.stack([np.asarray(p[2 * i + 1], dtype=dt) for p in epochs])[:, None, :]
+            z = h @ W + b  # (epochs, n, out)
+            name = spec.activation if i < n_layers - 1 else spec.head
+            h = activate(z.reshape(-1, z.shape[-1]), name).reshape(z.shape)
+        yield from h
 
 
 def _decision_grid(backend, spec, params, prep: Prepared, device) -> dict:

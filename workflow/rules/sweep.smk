@@ -26,6 +26,7 @@ rule sweep:
         uri=config["mlflow"]["tracking_uri"] or "",
         experiment=config["mlflow"]["experiment"],
     threads: config["threads"]
+    priority: PRIORITY["sweep"]
     resources:
         gpu=lambda wc: 1 if wc.device == "gpu" else 0,
         mem_mb=2000,

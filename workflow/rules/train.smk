@@ -85,9 +85,7 @@ for group in PLAN.train_groups():
             batch=config["inference_batch"],
             scale=config["epochs_scale"],
         threads: config["threads"]
-        # Before the sweeps: the reference job gates every other training, and the eager loops
-        # (train_first_seed) are the longest jobs, so they start as soon as they can.
-        priority: 2 if group.rule.endswith("first_seed") else 1
+        priority: train_priority
         # Measured in the default run (2-core machine, every experiment of a backend in one job): peak
         # RSS up to 1.3 GB (tensorflow), wall up to 2.9 min (tensorflow-eager on seed 0; 10.7 min on
         # five seeds). `gpu` is the resource the Slurm executor turns into --gpus.
