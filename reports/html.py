@@ -20,6 +20,7 @@ import json
 import math
 import sys
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -148,12 +149,21 @@ class Images:
 
 def _fig(fig, alt: str, caption: str, images: Images, name: str = "") -> dict | None:
     """The figure on the page; `name` (plots.write_figures' file name) keeps its PNG for the plots folder."""
-    if fig is None:
+    return None if fig is None else _shown(plots.png_bytes(fig), alt, caption, images, name)
+
+
+def _shown(png: bytes | None, alt: str, caption: str, images: Images, name: str = "") -> dict | None:
+    if png is None:
         return None
-    png = plots.png_bytes(fig)
     if name:
         images.named[name] = png
     return images.figure(png, alt, caption)
+
+
+def _figs(makers: list[tuple], images: Images, jobs: int) -> list[dict | None]:
+    """_fig for each (make, alt, caption, name), the figures drawn in `jobs` processes (plots.pngs)."""
+    drawn = plots.pngs([make for make, *_ in makers], jobs)
+    return [_shown(png, alt, caption, images, name) for png, (_, alt, caption, name) in zip(drawn, makers)]
 
 
 # -- sections: each renders its template from its table rows ----------------------------------
@@ -198,13 +208,17 @@ def quality(runs: list[dict]) -> str:
     return _render("quality.html.j2", classification=classification, regression=regression)
 
 
-def throughput(runs: list[dict], images: Images | None = None) -> str:
+def throughput(runs: list[dict], images: Images | None = None, jobs: int = 1) -> str:
     images = images or Images()
     groups = tables.by_experiment(runs).items()
-    charts = [
-        _fig(plots.throughput_bars(rs), f"throughput of {exp}", exp, images, f"throughput-{exp}.png")
-        for exp, rs in groups
-    ]
+    charts = _figs(
+        [
+            (partial(plots.throughput_bars, rs), f"throughput of {exp}", exp, f"throughput-{exp}.png")
+            for exp, rs in groups
+        ],
+        images,
+        jobs,
+    )
     return _render(
         "throughput.html.j2",
         rows=tables.throughput_table(runs),
@@ -242,36 +256,38 @@ def parity(runs: list[dict]) -> str:
     )
 
 
-def plot_gallery(runs: list[dict], results_dir: Path, images: Images | None = None) -> str:
+def plot_gallery(runs: list[dict], results_dir: Path, images: Images | None = None, jobs: int = 1) -> str:
     images = images or Images()
+    by_dataset, groups = plots.by_dataset(runs), tables.by_experiment(runs)
+    decision = [
+        (
+            partial(lambda rs, ds: plots.decision_boundaries(rs, plots.dataset_points(results_dir, ds)), rs, ds),
+            f"decision regions on {ds}",
+            f"{ds}: predicted class over the input plane",
+            f"decision-{ds}.png",
+        )
+        for ds, rs in by_dataset.items()
+    ]
+    losses = [
+        (partial(plots.loss_curves, rs), f"loss curves of {exp}", exp, f"loss-{exp}.png") for exp, rs in groups.items()
+    ]
+    cms = [
+        (partial(plots.confusion_matrices, rs), f"confusion matrices of {exp}", exp, f"confusion-{exp}.png")
+        for exp, rs in groups.items()
+    ]
+    drawn = iter(plots.pngs([make for make, *_ in decision + losses + cms], jobs))
     datasets = []
-    for ds, rs in plots.by_dataset(runs).items():
+    for ds, (_, alt, caption, name) in zip(by_dataset, decision):
         png = results_dir / "datasets" / f"{ds}.png"
         shown = (
             [images.figure(png.read_bytes(), f"dataset {ds}", f"dataset {ds} (results/datasets/{ds}.png)")]
             if png.is_file()
             else []
         )
-        boundaries = plots.decision_boundaries(rs, plots.dataset_points(results_dir, ds))
-        shown.append(
-            _fig(
-                boundaries,
-                f"decision regions on {ds}",
-                f"{ds}: predicted class over the input plane",
-                images,
-                f"decision-{ds}.png",
-            )
-        )
+        shown.append(_shown(next(drawn), alt, caption, images, name))
         datasets.append({"name": ds, "figures": [f for f in shown if f]})
-    groups = tables.by_experiment(runs)
-    losses = [
-        _fig(plots.loss_curves(rs), f"loss curves of {exp}", exp, images, f"loss-{exp}.png")
-        for exp, rs in groups.items()
-    ]
-    cms = [
-        _fig(plots.confusion_matrices(rs), f"confusion matrices of {exp}", exp, images, f"confusion-{exp}.png")
-        for exp, rs in groups.items()
-    ]
+    losses = [_shown(next(drawn), alt, caption, images, name) for _, alt, caption, name in losses]
+    cms = [_shown(next(drawn), alt, caption, images, name) for _, alt, caption, name in cms]
     return _render(
         "plots.html.j2",
         datasets=datasets,
@@ -292,8 +308,9 @@ def problems(runs: list[dict], devices: dict[str, dict], results_dir: Path) -> s
 # -- page -------------------------------------------------------------------------------------
 
 
-def render(results_dir: str | Path, runs: list[dict] | None = None, images: Images | None = None) -> str:
-    """The whole page as a string (runs: load_runs(results_dir) where not given)."""
+def render(results_dir: str | Path, runs: list[dict] | None = None, images: Images | None = None, jobs: int = 1) -> str:
+    """The whole page as a string (runs: load_runs(results_dir) where not given; its figures drawn in
+    `jobs` processes)."""
     results_dir = Path(results_dir)
     runs = load_runs(results_dir) if runs is None else runs
     devices = load_devices(results_dir)
@@ -305,11 +322,11 @@ def render(results_dir: str | Path, runs: list[dict] | None = None, images: Imag
         environment(timed, results_dir),
         documents_vs_measured(runs),
         quality(runs),
-        throughput(timed, images),
+        throughput(timed, images, jobs),
         peers(timed),
         where_the_time_goes(results_dir, images),
         parity(runs),
-        plot_gallery(timed, results_dir, images),
+        plot_gallery(timed, results_dir, images, jobs),
         problems(runs, devices, results_dir),
     ]
     return _render(
@@ -340,10 +357,10 @@ def render_comparison(results_dir: str | Path, against: str | Path) -> str:
     )
 
 
-def write_report(results_dir: str | Path, out: str | Path, plots_dir: str | Path | None = None) -> Path:
+def write_report(results_dir: str | Path, out: str | Path, plots_dir: str | Path | None = None, jobs: int = 1) -> Path:
     """Write the page; with plots_dir also every figure as its own PNG (for snakemake --report)."""
     runs, images = load_runs(results_dir), Images()
-    page = render(results_dir, runs, images)
+    page = render(results_dir, runs, images, jobs)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
@@ -365,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         "--plots", "--figures", dest="plots", default=None, help="also write every figure as a PNG into this directory"
     )
     ap.add_argument("--against", default=None, help="another results directory: write what moved between the two")
+    ap.add_argument("--jobs", type=int, default=1, help="processes that draw the figures (default: 1)")
     args = ap.parse_args(argv)
     out = args.out or str(Path(args.results) / "report" / ("compare.html" if args.against else "index.html"))
     try:
@@ -373,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(render_comparison(args.results, args.against), encoding="utf-8")
         else:
-            path = write_report(args.results, out, args.plots)
+            path = write_report(args.results, out, args.plots, args.jobs)
     except (ResultsError, sweeps.SweepFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import math
+import multiprocessing
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -81,6 +83,33 @@ def png_bytes(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     return compress_png(buf.getvalue())
+
+
+_MAKERS: list[Callable[[], Figure | None]] = []  # pngs' work list, inherited by its forked workers
+
+
+def pngs(makers: list[Callable[[], Figure | None]], jobs: int = 1) -> list[bytes | None]:
+    """Each maker's figure as PNG bytes (None where it draws nothing), in up to `jobs` forked
+    processes: drawing is most of the report's time, and the report is the run's last job, alone on
+    the machine. The makers are closures over the loaded runs; fork hands them over unpickled."""
+    global _MAKERS
+    if jobs <= 1 or len(makers) < 2:
+        return [_png_of(make) for make in makers]
+    _MAKERS = makers
+    try:
+        with multiprocessing.get_context("fork").Pool(min(jobs, len(makers))) as pool:
+            return pool.map(_png_at, range(len(makers)), chunksize=1)
+    finally:
+        _MAKERS = []
+
+
+def _png_at(i: int) -> bytes | None:
+    return _png_of(_MAKERS[i])
+
+
+def _png_of(make: Callable[[], Figure | None]) -> bytes | None:
+    fig = make()
+    return None if fig is None else png_bytes(fig)
 
 
 def save(fig: Figure, path: str | Path) -> Path:

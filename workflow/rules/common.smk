@@ -39,12 +39,13 @@ wildcard_constraints:
     dataset="[a-z0-9-]+",
 
 
-# Job order on few cores, longest first: the per-batch eager loops (the NumPy reference, which gates
-# every other training, and tensorflow-eager, the longest job: 8.7 min of 16.5 in the all-seeds run)
-# start as soon as they can; the sweeps, whose work is nearly all timed, come next, beside the eager
-# loops' untimed quality trainings rather than beside other jobs' timed sections (one timing slot on
-# two CPUs: the job that waits for it idles); then every other training.
-PRIORITY = {"eager": 3, "sweep": 2, "other": 1}
+# Job order on few cores. First what every training needs (datasets, records, store, ceiling: a
+# job's priority does not pass to the jobs it waits for); then, longest first, the per-batch eager
+# loops (the NumPy reference, which gates every other training, and tensorflow-eager, the longest
+# job: 8.7 min of 16.5 in the all-seeds run); the sweeps, whose work is nearly all timed, next,
+# beside the eager loops' untimed quality trainings rather than beside other jobs' timed sections
+# (one timing slot on two CPUs: the job that waits for it idles); then every other training.
+PRIORITY = {"setup": 4, "eager": 3, "sweep": 2, "other": 1}
 
 
 def train_priority(wildcards):

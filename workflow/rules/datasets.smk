@@ -2,6 +2,7 @@
 
 
 rule dataset:
+    priority: PRIORITY["setup"]
     output:
         npz="results/datasets/{dataset}.npz",
         meta="results/datasets/{dataset}.json",

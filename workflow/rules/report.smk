@@ -3,6 +3,7 @@
 
 rule config_record:
     """The resolved configuration and what each backend was offered, for the report."""
+    priority: PRIORITY["setup"]
     output:
         config="results/config.json",
         devices="results/devices.json",
@@ -56,6 +57,8 @@ rule report:
         ),
     params:
         py=PY,
+    # The run's last job: its figures are drawn in up to 4 processes (Snakemake gives it at most --cores).
+    threads: 4
     resources:
         mem_mb=2000,
         runtime=15,
@@ -64,4 +67,5 @@ rule report:
     conda:
         CONDA_ENV
     shell:
-        "{params.py} -m reports.html --results results --out {output.html} --plots {output.plots} > {log} 2>&1"
+        "{params.py} -m reports.html --results results --out {output.html} --plots {output.plots} --jobs {threads}"
+        " > {log} 2>&1"

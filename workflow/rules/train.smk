@@ -3,6 +3,7 @@
 
 rule mlflow_store:
     """Create the MLflow store and experiment once, before parallel jobs write to it."""
+    priority: PRIORITY["setup"]
     output:
         touch(STORE),
     params:
@@ -23,6 +24,7 @@ rule mlflow_store:
 
 rule calibrate:
     """The machine ceiling (SGEMM GFLOP/s at the run's threads), timed in a timing slot."""
+    priority: PRIORITY["setup"]
     output:
         "results/machine.json",
     params:
@@ -43,6 +45,7 @@ rule calibrate:
 rule experiments_record:
     """The resolved experiments (catalogue entries with defaults and reported figures): what decides a
     training's result besides the config, so editing the catalogue reruns the training jobs."""
+    priority: PRIORITY["setup"]
     output:
         "results/experiments.json",
     params:
