@@ -90,8 +90,8 @@ for group in PLAN.train_groups():
         threads: config["threads"]
         priority: train_priority
         # Measured in the default run (2-core machine, every experiment of a backend in one job): peak
-        # RSS up to 1.3 GB (tensorflow), wall up to 2.9 min (tensorflow-eager on seed 0; 10.7 min on
-        # five seeds). `gpu` is the resource the Slurm executor turns into --gpus.
+        # RSS up to 1.3 GB (tensorflow), wall up to 9 min (tensorflow-eager, five seeds; 2.9 min on
+        # one). `gpu` is the resource the Slurm executor turns into --gpus.
         resources:
             gpu=lambda wc: 1 if wc.device == "gpu" else 0,
             mem_mb=3000,
