@@ -136,6 +136,25 @@ def test_every_figure_renders_to_png(results, tmp_path):
     assert all(p.read_bytes().startswith(PNG) for p in written)
 
 
+@pytest.mark.slow
+def test_figures_drawn_in_two_processes_make_the_same_page(results, tmp_path):
+    """`python -m reports.html --jobs 2` (the report rule, threads 2) forks its figure drawing: the page
+    and the plots folder must be byte for byte what one process draws. Run as the rule runs it, in
+    its own process (this one has JAX's threads, which fork must not inherit)."""
+    out = {}
+    for jobs in (1, 2):
+        d = tmp_path / f"jobs{jobs}"
+        cmd = [sys.executable, "-m", "reports.html", "--results", str(results), "--out", str(d / "index.html")]
+        proc = subprocess.run(
+            [*cmd, "--plots", str(d / "plots"), "--jobs", str(jobs)], cwd=ROOT, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr
+        when = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC")
+        plots = {f.name: f.read_bytes() for f in sorted((d / "plots").iterdir())}
+        out[jobs] = (when.sub("", (d / "index.html").read_text()), plots)
+    assert out[1][1] and out[2] == out[1]
+
+
 def experiment_rows(table_html: str, experiment: str) -> str:
     """The rows of one experiment in a report table grouped by experiment (in name order, bold first cell)."""
     names = sorted(set(re.findall(r"<b>([\w.-]+)</b>", table_html)))
