@@ -23,8 +23,8 @@ def activate(z: np.ndarray, name: str) -> np.ndarray:
     if name == "sigmoid":
         return sigmoid(z)
     if name == "softmax":
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        e = np.exp(z - z.max(axis=-1, keepdims=True))  # over the last axis: rows, or a stack of them
+        return e / e.sum(axis=-1, keepdims=True)
     raise ValueError(f"unknown activation {name!r}")
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import backends
 import datasets
 from backends.base import parity_spec
-from backends.numpy_reference import activate
+from backends.numpy_reference import activate, forward
 from backends.spec import Spec, init_params, make_schedule
 from datasets.preprocess import Standardizer, targets
 from reports import run_schema
@@ -306,25 +306,20 @@ EPOCH_CHUNK_ELEMENTS = 1 << 22  # activations held at once by outputs_per_epoch 
 
 
 def outputs_per_epoch(spec: Spec, param_history: list[list[np.ndarray]], X: np.ndarray) -> Iterator[np.ndarray]:
-    """The network's outputs on X for each epoch's parameters, as numpy_reference.forward computes
-    them, in the spec's dtype (the model's own precision; float64 matmuls made mnist10k-mlp's curves
-    0.56 s a seed, now 0.16 s) and for a chunk of epochs per matmul (an 800-epoch net: one NumPy call
-    a layer, not 800)."""
+    """The network's outputs on X for each epoch's parameters: numpy_reference.forward on a stack of
+    epochs (weights (epochs, in, out), biases (epochs, 1, out)), in the spec's dtype (the model's own
+    precision; float64 matmuls made mnist10k-mlp's curves 0.56 s a seed, now 0.16 s), a chunk of
+    epochs per matmul (an 800-epoch net: one NumPy call a layer, not 800)."""
     dt = np.dtype(spec.dtype)
     X = np.asarray(X, dtype=dt)
-    n_layers = len(spec.param_shapes) // 2
     widest = max(s[-1] for s in spec.param_shapes)
     chunk = max(1, EPOCH_CHUNK_ELEMENTS // max(1, len(X) * widest))
     for start in range(0, len(param_history), chunk):
         epochs = param_history[start : start + chunk]
-        h = X
-        for i in range(n_layers):
-            W = np.stack([np.asarray(p[2 * i], dtype=dt) for p in epochs])  # (epochs, in, out)
-            b = np.stack([np.asarray(p[2 * i + 1], dtype=dt) for p in epochs])[:, None, :]
-            z = h @ W + b  # (epochs, n, out)
-            name = spec.activation if i < n_layers - 1 else spec.head
-            h = activate(z.reshape(-1, z.shape[-1]), name).reshape(z.shape)
-        yield from h
+        stacked = [np.stack([np.asarray(p[i], dtype=dt) for p in epochs]) for i in range(len(epochs[0]))]
+        stacked[1::2] = [b[:, None, :] for b in stacked[1::2]]
+        zs, _ = forward(spec, stacked, X)
+        yield from activate(zs[-1], spec.head)
 
 
 def _decision_grid(backend, spec, params, prep: Prepared, device) -> dict:
