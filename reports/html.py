@@ -14,8 +14,6 @@ trees (reports/compare.py, templates/compare.html.j2).
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import json
 import math
 import sys
@@ -29,6 +27,7 @@ from markupsafe import Markup
 
 from reports import compare, overview, plots, seeds, sweep_plots, sweeps, tables
 from reports.peers import peers_table
+from reports.png import Images, page_figure, page_figures, page_png, pngs
 from reports.results import (
     ResultsError,
     fingerprint,
@@ -130,42 +129,6 @@ def _render(template: str, **data: Any) -> str:
     return TEMPLATES.get_template(template).render(**data)
 
 
-class Images:
-    """The page's images, each embedded once: a repeated image becomes a link to its first figure."""
-
-    def __init__(self) -> None:
-        self.seen: dict[str, str] = {}
-        self.named: dict[str, bytes] = {}  # figure file name -> PNG, for the plots folder (write_report)
-
-    def figure(self, png: bytes, alt: str, caption: str = "") -> dict:
-        """An image for the templates: a compressed PNG as a data URI (uri None if shown before: same_as its id)."""
-        digest = hashlib.sha256(png).hexdigest()[:12]
-        if digest in self.seen:
-            return {"uri": None, "same_as": self.seen[digest], "id": None, "alt": alt, "caption": caption}
-        self.seen[digest] = f"img-{digest}"
-        uri = "data:image/png;base64," + base64.b64encode(plots.compress_png(png)).decode("ascii")
-        return {"uri": uri, "same_as": None, "id": self.seen[digest], "alt": alt, "caption": caption}
-
-
-def _fig(fig, alt: str, caption: str, images: Images, name: str = "") -> dict | None:
-    """The figure on the page; `name` (plots.write_figures' file name) keeps its PNG for the plots folder."""
-    return None if fig is None else _shown(plots.png_bytes(fig), alt, caption, images, name)
-
-
-def _shown(png: bytes | None, alt: str, caption: str, images: Images, name: str = "") -> dict | None:
-    if png is None:
-        return None
-    if name:
-        images.named[name] = png
-    return images.figure(png, alt, caption)
-
-
-def _figs(makers: list[tuple], images: Images, jobs: int) -> list[dict | None]:
-    """_fig for each (make, alt, caption, name), the figures drawn in `jobs` processes (plots.pngs)."""
-    drawn = plots.pngs([make for make, *_ in makers], jobs)
-    return [_shown(png, alt, caption, images, name) for png, (_, alt, caption, name) in zip(drawn, makers)]
-
-
 # -- sections: each renders its template from its table rows ----------------------------------
 
 
@@ -211,7 +174,7 @@ def quality(runs: list[dict]) -> str:
 def throughput(runs: list[dict], images: Images | None = None, jobs: int = 1) -> str:
     images = images or Images()
     groups = tables.by_experiment(runs).items()
-    charts = _figs(
+    charts = page_figures(
         [
             (partial(plots.throughput_bars, rs), f"throughput of {exp}", exp, f"throughput-{exp}.png")
             for exp, rs in groups
@@ -233,7 +196,7 @@ def peers(runs: list[dict]) -> str:
 
 def where_the_time_goes(results_dir: Path, images: Images) -> str:
     found = sweeps.load_sweeps(results_dir)
-    charts = [_fig(fig, alt, reading, images) for fig, alt, reading in sweep_plots.sweep_figures(found)]
+    charts = [page_figure(fig, alt, reading, images) for fig, alt, reading in sweep_plots.sweep_figures(found)]
     first = found[0] if found else {}
     return _render(
         "sweeps.html.j2",
@@ -275,7 +238,7 @@ def plot_gallery(runs: list[dict], results_dir: Path, images: Images | None = No
         (partial(plots.confusion_matrices, rs), f"confusion matrices of {exp}", exp, f"confusion-{exp}.png")
         for exp, rs in groups.items()
     ]
-    drawn = iter(plots.pngs([make for make, *_ in decision + losses + cms], jobs))
+    drawn = iter(pngs([make for make, *_ in decision + losses + cms], jobs))
     datasets = []
     for ds, (_, alt, caption, name) in zip(by_dataset, decision):
         png = results_dir / "datasets" / f"{ds}.png"
@@ -284,10 +247,10 @@ def plot_gallery(runs: list[dict], results_dir: Path, images: Images | None = No
             if png.is_file()
             else []
         )
-        shown.append(_shown(next(drawn), alt, caption, images, name))
+        shown.append(page_png(next(drawn), alt, caption, images, name))
         datasets.append({"name": ds, "figures": [f for f in shown if f]})
-    losses = [_shown(next(drawn), alt, caption, images, name) for _, alt, caption, name in losses]
-    cms = [_shown(next(drawn), alt, caption, images, name) for _, alt, caption, name in cms]
+    losses = [page_png(next(drawn), alt, caption, images, name) for _, alt, caption, name in losses]
+    cms = [page_png(next(drawn), alt, caption, images, name) for _, alt, caption, name in cms]
     return _render(
         "plots.html.j2",
         datasets=datasets,

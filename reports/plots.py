@@ -6,10 +6,7 @@ runs hold nothing to draw (a failed run has no loss curve, a 10-D dataset no dec
 
 from __future__ import annotations
 
-import io
 import math
-import multiprocessing
-from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -19,8 +16,8 @@ matplotlib.use("Agg")
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import EngFormatter  # noqa: E402
-from PIL import Image  # noqa: E402
 
+from reports.png import save  # noqa: E402
 from reports.results import (  # noqa: E402
     labels_in_order,
     num,
@@ -32,8 +29,6 @@ from reports.results import (  # noqa: E402
 )
 from reports.seeds import timed_runs  # noqa: E402
 
-DPI = 90
-PALETTE_COLOURS = 256  # PNGs are palette-quantized: a third of the bytes of RGBA, no visible loss on these plots
 BACKEND_COLORS = {
     "numpy": "#333333",
     "torch": "#d9480f",
@@ -57,66 +52,6 @@ def color(backend: str) -> str:
 def describe(run: dict) -> str:
     """'torch (compiled, cpu)': the backend with its mode and device, for legends and axes."""
     return f"{run['backend']} ({run.get('mode') or '?'}, {run['device']})"
-
-
-def compress_png(png: bytes, colours: int = PALETTE_COLOURS) -> bytes:
-    """A PNG re-encoded with a palette of at most `colours` (octree, no dithering) and zlib's best effort.
-
-    The smaller of that and the input is returned, so an already small PNG never grows.
-    """
-    with Image.open(io.BytesIO(png)) as im:
-        if im.mode == "P":
-            return png  # already a palette image
-        im.load()
-        opaque = im.convert("RGBA")
-        rgb = Image.new("RGB", opaque.size, "white")
-        rgb.paste(opaque, mask=opaque.getchannel("A"))  # plots are drawn on white: flatten onto it
-    out = io.BytesIO()
-    rgb.quantize(colors=colours, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
-        out, format="PNG", optimize=True
-    )
-    small = out.getvalue()
-    return small if len(small) < len(png) else png
-
-
-def png_bytes(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
-    return compress_png(buf.getvalue())
-
-
-_MAKERS: list[Callable[[], Figure | None]] = []  # pngs' work list, inherited by its forked workers
-
-
-def pngs(makers: list[Callable[[], Figure | None]], jobs: int = 1) -> list[bytes | None]:
-    """Each maker's figure as PNG bytes (None where it draws nothing), in up to `jobs` forked
-    processes: drawing is most of the report's time, and the report is the run's last job, alone on
-    the machine. The makers are closures over the loaded runs; fork hands them over unpickled."""
-    global _MAKERS
-    if jobs <= 1 or len(makers) < 2:
-        return [_png_of(make) for make in makers]
-    _MAKERS = makers
-    try:
-        with multiprocessing.get_context("fork").Pool(min(jobs, len(makers))) as pool:
-            return pool.map(_png_at, range(len(makers)), chunksize=1)
-    finally:
-        _MAKERS = []
-
-
-def _png_at(i: int) -> bytes | None:
-    return _png_of(_MAKERS[i])
-
-
-def _png_of(make: Callable[[], Figure | None]) -> bytes | None:
-    fig = make()
-    return None if fig is None else png_bytes(fig)
-
-
-def save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png_bytes(fig))
-    return path
 
 
 def _losses(run: dict) -> np.ndarray:

@@ -17,6 +17,7 @@ from markupsafe import escape
 from reports import html as H
 from reports import plots as P
 from reports import seeds as S
+from reports.png import png_bytes
 from reports.results import ResultsError, load_runs, speedup_vs_slowest
 from tests.helpers_results import DIVERGING, FAILING, NOT_SEEN, shared_tree
 from tests.paths import ROOT
@@ -116,18 +117,18 @@ def test_every_figure_renders_to_png(results, tmp_path):
             if exp == DIVERGING and fn is P.throughput_bars:
                 assert fig is None  # a diverged run has no throughput to draw
                 continue
-            assert P.png_bytes(fig).startswith(PNG), (fn.__name__, exp)
+            assert png_bytes(fig).startswith(PNG), (fn.__name__, exp)
     assert P.confusion_matrices(by_exp["hotels-mlp"]) is None  # regression: no confusion matrix
-    assert P.png_bytes(P.confusion_matrices(by_exp["blobs4-softmax"])).startswith(PNG)
+    assert png_bytes(P.confusion_matrices(by_exp["blobs4-softmax"])).startswith(PNG)
     by_ds = P.by_dataset(runs)
     hotels_ok = [r for r in by_ds["hotels"] if r["status"] == "ok"]
     assert hotels_ok and all(r["decision_grid"]["values"] for r in hotels_ok)  # regression: predicted values
-    assert P.png_bytes(P.decision_boundaries(by_ds["hotels"])).startswith(PNG)
+    assert png_bytes(P.decision_boundaries(by_ds["hotels"])).startswith(PNG)
     broken = [{**r, "decision_grid": {**r["decision_grid"], "shape": [7, 7]}} for r in hotels_ok]
     assert P.decision_boundaries(broken) is None  # a grid that does not match its shape is not drawn
     points = P.dataset_points(results, "moons")
     assert points is not None and points[0].shape[1] == 2
-    assert P.png_bytes(P.decision_boundaries(by_ds["moons"], points)).startswith(PNG)
+    assert png_bytes(P.decision_boundaries(by_ds["moons"], points)).startswith(PNG)
     written = P.write_figures(runs, tmp_path / "plots", results)
     names = {p.name for p in written}
     assert {"loss-moons-mlp.png", "confusion-blobs4-softmax.png", "throughput-moons-mlp.png"} <= names
