@@ -97,6 +97,9 @@ def set_thread_env(threads: int) -> None:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
         os.environ[var] = n
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    # torch.compile's inductor compiles in a pool of worker processes sized to the CPUs; their CPU
+    # time is not the job's (it showed as "foreign load" on the timed CPU): compile in-process.
+    os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = "1"
     flags = os.environ.get("XLA_FLAGS", "")
     if "intra_op_parallelism_threads" not in flags:
         os.environ["XLA_FLAGS"] = (

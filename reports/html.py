@@ -38,6 +38,7 @@ from reports.results import (
     num,
     reference_name,
 )
+from workflow.lib.stats import level_label
 
 HERE = Path(__file__).parent
 CSS = (HERE / "report.css").read_text()
@@ -112,7 +113,7 @@ TEMPLATES = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-TEMPLATES.filters.update(fmt=fmt, compact=compact)
+TEMPLATES.filters.update(fmt=fmt, compact=compact, level_label=level_label)
 TEMPLATES.tests["finite"] = finite
 TEMPLATES.globals.update(
     titles=dict(NAV + COMPARE_NAV),

@@ -44,7 +44,8 @@ def test_untimed_work_yields_to_a_timed_section(tmp_path):
 def test_summary_flags_a_wide_spread():
     steady = timing.summarize([100.0, 101.0, 99.0, 100.5, 99.5])
     assert steady["median"] == 100.0 and not steady["unstable"]
-    assert steady["ci95"][0] <= 100.0 <= steady["ci95"][1] and steady["n"] == 5
+    iv = steady["interval"]
+    assert iv["low"] <= 100.0 <= iv["high"] and steady["n"] == 5 and iv["level"] == pytest.approx(0.9375)
     assert timing.summarize([100.0, 150.0, 60.0, 100.0, 130.0])["unstable"]
     assert timing.summarize([])["median"] is None
 

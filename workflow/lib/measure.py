@@ -74,20 +74,18 @@ def measure(backend, spec: Spec, X, Y, p0, seed: int, device: str, cfg: TimingCo
         k = max(1, min(k, (MAX_SCHEDULE_INDICES // n - 1) // (WARMUP_REPEATS + cfg.repeats)))
         steady_spec = _with_epochs(spec, 1 + (WARMUP_REPEATS + cfg.repeats) * k)
         schedule = make_schedule(steady_spec, n, seed)
-        steady = backend.train(steady_spec, X, Y, p0, schedule, device)
+        with sec.quoted():  # CPU/wall and foreign load are judged here, not on the compiling probe
+            steady = backend.train(steady_spec, X, Y, p0, schedule, device)
         epochs = np.asarray(steady.epoch_seconds[1 + WARMUP_REPEATS * k :], dtype=np.float64).reshape(cfg.repeats, k)
         rates = [schedule.samples_per_epoch * k / float(block.sum()) for block in epochs]
-        inference = _inference(backend, spec, steady.params, X, cfg, device)
+        with sec.quoted():
+            inference = _inference(backend, spec, steady.params, X, cfg, device)
     epoch_median = float(np.median(epochs))
     train = timing.summarize(rates)
     flops = train_flops_per_sample(spec, schedule.batch_size)
     gflops = train["median"] * flops / 1e9 if train["median"] else None
-    flags = list(sec.flags)
+    flags = list(sec.flags) + _figure_flags(train, gflops, ceiling)
     percent = 100 * gflops / ceiling if gflops is not None and ceiling else None
-    if percent is not None and percent > 100:
-        flags.append(f"impossible: {gflops:.1f} GFLOP/s is {percent:.0f}% of the machine ceiling {ceiling:.1f}")
-    if train["unstable"]:
-        flags.append(f"unstable: interquartile range above {timing.UNSTABLE_SPREAD:.0%} of the median")
     variants = {probe.extra.get("variant"), steady.extra.get("variant")} - {None}
     return {
         "compile_seconds": max(0.0, first - epoch_median),
@@ -110,6 +108,17 @@ def measure(backend, spec: Spec, X, Y, p0, seed: int, device: str, cfg: TimingCo
     }
 
 
+def _figure_flags(train: dict, gflops: float | None, ceiling: float | None) -> list[str]:
+    """Flags of a throughput figure itself: above the machine ceiling (impossible), or a wide spread."""
+    flags = []
+    percent = 100 * gflops / ceiling if gflops is not None and ceiling else None
+    if percent is not None and percent > 100:
+        flags.append(f"impossible: {gflops:.1f} GFLOP/s is {percent:.0f}% of the machine ceiling {ceiling:.1f}")
+    if train["unstable"]:
+        flags.append(f"unstable: interquartile range above {timing.UNSTABLE_SPREAD:.0%} of the median")
+    return flags
+
+
 def _inference(backend, spec: Spec, params, X, cfg: TimingConfig, device: str) -> list[float]:
     """Predictions on a fixed batch of `inference_batch` rows: warm-up, then `repeats` repetitions
     of at least min_repeat_seconds / 5 each (inference of a small net is micro-seconds)."""
@@ -126,4 +135,32 @@ def _inference(backend, spec: Spec, params, X, cfg: TimingConfig, device: str) -
         for _ in range(4 * k):
             backend.predict(spec, params, batch, device)
         out.append(4 * k * len(batch) / (time.perf_counter() - t0))
+    return out
+
+
+def pool_processes(timings: list[dict]) -> dict:
+    """One run's timings from several fresh processes (the job's own first, then its timing replicas,
+    workflow/scripts/time_replica.py): every throughput figure pooled over them with the spread
+    within and between processes (timing.summarize's groups); compile time stays the job's own (its
+    process compiled first), each process's kept beside it; a flag of any process is the run's."""
+    if len(timings) == 1:
+        return timings[0]
+    out = dict(timings[0])
+    for key in ("train_samples_per_s", "inference_samples_per_s"):
+        groups = [list(t[key].get("raw") or []) for t in timings]
+        extra = {"batch_size": timings[0][key]["batch_size"]} if "batch_size" in timings[0][key] else {}
+        out[key] = {**timing.summarize(None, groups), **extra}
+    out["compile_seconds_by_process"] = [t["compile_seconds"] for t in timings]
+    out["processes"] = len(timings)
+    out["process_sections"] = [t["section"] for t in timings[1:]]
+    median = out["train_samples_per_s"]["median"]
+    out["train_gflops"] = median * out["flops_per_train_sample"] / 1e9 if median else None
+    ceiling = out.get("machine_ceiling_gflops")
+    out["percent_of_ceiling"] = 100 * out["train_gflops"] / ceiling if out["train_gflops"] and ceiling else None
+    flags = [f for f in timings[0]["flags"] if not f.startswith(("unstable", "impossible"))]
+    for i, t in enumerate(timings[1:], start=1):
+        flags += [f"process {i + 1}: {f}" for f in t["flags"] if not f.startswith(("unstable", "impossible"))]
+    out["flags"] = flags + _figure_flags(out["train_samples_per_s"], out["train_gflops"], ceiling)
+    variants = {t.get("variant") for t in timings} - {None}
+    out["variant"] = " + ".join(sorted(variants)) or None
     return out

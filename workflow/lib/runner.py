@@ -30,7 +30,7 @@ from workflow.lib import metrics as M
 from workflow.lib.catalogue import Experiment, within
 from workflow.lib.curves import time_to_target
 from workflow.lib.environment import fingerprint
-from workflow.lib.measure import TimingConfig, measure
+from workflow.lib.measure import TimingConfig, measure, pool_processes
 
 GRID = 60
 
@@ -49,6 +49,8 @@ class JobConfig:
     ceiling_gflops: float | None = None  # results/machine.json's, when the calibration ran
     time_all_seeds: bool = False
     framework_warmup_seconds: float | None = None  # measure.warm_up's, paid once by the job's process
+    # experiment -> the first seed's timings measured by each timing replica (fresh processes)
+    replica_timings: dict[str, list[dict]] | None = None
 
     def timing(self) -> TimingConfig:
         return TimingConfig(self.threads, self.repeats, self.min_repeat_seconds, self.inference_batch, self.results)
@@ -139,6 +141,18 @@ def run_job(
         yield result
 
 
+def time_only(exp: Experiment, backend, device: str, dataset_path: str | Path, cfg: JobConfig) -> dict:
+    """The first seed's timings of one experiment, measured exactly as its training job measures them
+    (a timing replica's work: a fresh process gives one more independent sample of the figure)."""
+    prep = prepare(datasets.load(dataset_path), exp)
+    spec = exp.spec(n_inputs=prep.X_train.shape[1], n_outputs=prep.n_outputs, epochs_scale=cfg.epochs_scale)
+    backend.check_device(device)
+    seed = cfg.seeds[0]
+    Y = prep.Y_train.astype(spec.dtype)
+    p0 = init_params(spec, seed)
+    return measure(backend, spec, prep.X_train, Y, p0, seed + 1, device, cfg.timing(), cfg.ceiling_gflops)
+
+
 def _comparable_reference(reference: dict, backend, spec: Spec, prep: Prepared, seed: int) -> dict:
     """The reference job's result, or, for a backend with its own fixed formulation (Keras's Adam:
     epsilon "hat"), the reference's loss curve for that formulation, trained here in NumPy."""
@@ -205,8 +219,10 @@ def _train_and_measure(
     if timed:
         # Timed first; for the first seed in a fresh process, so the first epoch holds the compilation.
         timings = measure(backend, spec, prep.X_train, Y, p0, seed + 1, device, cfg.timing(), cfg.ceiling_gflops)
-        timings["timed"] = True
         timings["framework_warmup_seconds"] = cfg.framework_warmup_seconds
+        if seed == cfg.seeds[0]:
+            timings = pool_processes([timings, *(cfg.replica_timings or {}).get(exp.name, [])])
+        timings["timed"] = True
     else:
         timings = {"timed": False, "variant": pace.get("variant"), "flags": []}
     result["timings"] = timings

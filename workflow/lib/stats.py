@@ -101,8 +101,8 @@ def compare_samples(
     """The verdict on `this` against `other` (raw samples of one figure, e.g. samples/s): "faster" or
     "slower" only when the ratio of medians is beyond `factor` (either way) and Mann-Whitney's p < alpha;
     "no change" otherwise; "not comparable" when `comparable` is false or either side has no samples."""
-    this = [float(v) for v in (this or []) if v is not None and math.isfinite(v)]
-    other = [float(v) for v in (other or []) if v is not None and math.isfinite(v)]
+    this = [float(v) for v in ([] if this is None else this) if v is not None and math.isfinite(v)]
+    other = [float(v) for v in ([] if other is None else other) if v is not None and math.isfinite(v)]
     if not comparable:
         return Change(None, None, "not comparable", "another environment fingerprint")
     if not this or not other:

@@ -100,9 +100,47 @@ def _busy_ticks(cpus: tuple[int, ...]) -> int:
     return total
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process (every thread) plus that of its children that ended and were waited
+    for: a compiler a framework runs as a subprocess (inductor's gcc) is the job's own work, not
+    foreign load."""
+    import resource
+
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + kids.ru_utime + kids.ru_stime
+
+
+@dataclass
+class Window:
+    """Wall time, the job's CPU time and the CPUs' busy time over one stretch of a section."""
+
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    busy_s: float = 0.0
+
+    def __add__(self, other: Window) -> Window:
+        return Window(self.wall_s + other.wall_s, self.cpu_s + other.cpu_s, self.busy_s + other.busy_s)
+
+
+@contextmanager
+def _window(cpus: tuple[int, ...]):
+    """Measure the enclosed stretch into the yielded Window."""
+    w = Window()
+    busy0, cpu0, w0 = _busy_ticks(cpus), _cpu_seconds(), time.perf_counter()
+    try:
+        yield w
+    finally:
+        w.wall_s, w.cpu_s = time.perf_counter() - w0, _cpu_seconds() - cpu0
+        w.busy_s = (_busy_ticks(cpus) - busy0) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Section:
-    """What one timed section measured about itself (not the figure it timed)."""
+    """What one timed section measured about itself (not the figure it timed).
+
+    wall_s, cpu_s, foreign_share and the flags are those of the *quoted* part: the stretches whose
+    throughput is reported (`with sec.quoted():`), not compilation or probes. The whole section (slot
+    held to released) is recorded apart in `whole`. Where nothing was marked quoted, the whole is judged."""
 
     cpus: tuple[int, ...]
     threads: int
@@ -113,10 +151,26 @@ class Section:
     loadavg_after: float = 0.0
     waited_s: float = 0.0
     flags: list[str] = field(default_factory=list)
+    whole: dict = field(default_factory=dict)
+    _quoted: list[Window] = field(default_factory=list, repr=False)
 
     @property
     def cpu_per_wall(self) -> float:
         return self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    @contextmanager
+    def quoted(self):
+        """Mark a stretch whose figures are quoted: CPU/wall and foreign load are judged on these."""
+        with _window(self.cpus) as w:
+            yield w
+        self._quoted.append(w)
+
+    def finish(self, whole: Window) -> None:
+        """Fill in the judged figures from the quoted stretches (or the whole section), and the flags."""
+        self.whole = {"wall_s": whole.wall_s, "cpu_s": whole.cpu_s, "foreign_share": _foreign(whole, self.cpus)}
+        judged = sum(self._quoted, Window()) if self._quoted else whole
+        self.wall_s, self.cpu_s, self.foreign_share = judged.wall_s, judged.cpu_s, _foreign(judged, self.cpus)
+        self.flags = judge(self)
 
     def to_dict(self) -> dict:
         return {
@@ -126,11 +180,18 @@ class Section:
             "cpu_s": self.cpu_s,
             "cpu_per_wall": self.cpu_per_wall,
             "foreign_share": self.foreign_share,
+            "judged_on": "quoted part" if self._quoted else "whole section",
+            "whole": dict(self.whole),
             "loadavg_before": self.loadavg_before,
             "loadavg_after": self.loadavg_after,
             "waited_for_slot_s": self.waited_s,
             "flags": list(self.flags),
         }
+
+
+def _foreign(w: Window, cpus: tuple[int, ...]) -> float:
+    """Share of the CPUs' time over the window used by other processes than this job (and its children)."""
+    return max(0.0, w.busy_s - w.cpu_s) / max(w.wall_s * len(cpus), 1e-9)
 
 
 def judge(sec: Section) -> list[str]:
@@ -177,36 +238,55 @@ def timed_slot(results: str | Path, lay: Layout, threads: int, wait_s: float = S
         set_policy(os.SCHED_OTHER)
         pin(cpus)
         sec.loadavg_before = os.getloadavg()[0]
-        busy0, cpu0, w0 = _busy_ticks(cpus), time.process_time(), time.perf_counter()
-        yield sec
-        sec.wall_s, sec.cpu_s = time.perf_counter() - w0, time.process_time() - cpu0
-        busy = (_busy_ticks(cpus) - busy0) / os.sysconf("SC_CLK_TCK")
-        sec.foreign_share = max(0.0, busy - sec.cpu_s) / max(sec.wall_s * len(cpus), 1e-9)
+        with _window(cpus) as whole:
+            yield sec
         sec.loadavg_after = os.getloadavg()[0]
-        sec.flags = judge(sec)
+        sec.finish(whole)
     finally:
         pin(before)
         set_policy(policy)
         lock.release()
 
 
-def summarize(values: list[float], seed: int = 0) -> dict:
-    """Median, quartiles, a bootstrap 95% interval of the median, the raw values, and an
-    "unstable" flag when the interquartile range exceeds UNSTABLE_SPREAD of the median."""
+def summarize(values: list[float], groups: list[list[float]] | None = None) -> dict:
+    """Median, quartiles, an order-statistic interval of the median at its real confidence level
+    (workflow.lib.stats), the raw values, and an "unstable" flag when the interquartile range exceeds
+    UNSTABLE_SPREAD of the median.
+
+    With `groups` (the samples of each fresh process; `values` is then ignored) the figures are those
+    of every sample pooled, and the interval is that of the process medians: samples of one process
+    are not independent draws of what a rerun gives (the process's own layout, placement and code
+    alignment shift them together), so only the processes count as independent. Beside it: each
+    process's own figures, the within-process spread (median over processes of IQR / median) and the
+    between-process spread (largest over smallest process median, minus 1)."""
     import numpy as np
 
-    a = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
+    from workflow.lib.stats import median_interval
+
+    def finite(vs):
+        return [float(v) for v in vs if v is not None and np.isfinite(v)]
+
+    groups = [g for g in (finite(g) for g in groups) if g] if groups is not None else None
+    a = np.asarray([v for g in groups for v in g] if groups is not None else finite(values), dtype=np.float64)
     if a.size == 0:
-        return {"median": None, "q1": None, "q3": None, "ci95": None, "raw": [], "n": 0, "unstable": None}
+        return {"median": None, "q1": None, "q3": None, "interval": None, "raw": [], "n": 0, "unstable": None}
     med = float(np.median(a))
     q1, q3 = (float(v) for v in np.percentile(a, [25, 75]))
-    boot = np.median(np.random.default_rng(seed).choice(a, size=(2000, a.size)), axis=1)
-    return {
+    out = {
         "median": med,
         "q1": q1,
         "q3": q3,
-        "ci95": [float(v) for v in np.percentile(boot, [2.5, 97.5])],
+        "interval": median_interval(a),
         "raw": a.tolist(),
         "n": int(a.size),
         "unstable": bool(med > 0 and (q3 - q1) / med > UNSTABLE_SPREAD),
     }
+    if groups is not None:
+        procs = [summarize(g) for g in groups]
+        medians = [p["median"] for p in procs]
+        out["interval"] = {**median_interval(medians), "method": f"order statistics of {len(procs)} process medians"}
+        out["processes"] = [{k: p[k] for k in ("median", "q1", "q3", "n")} for p in procs]  # raw: in order, pooled
+        within = [(p["q3"] - p["q1"]) / p["median"] for p in procs if p["median"]]
+        out["within_process_spread"] = float(np.median(within)) if within else None
+        out["between_process_spread"] = float(max(medians) / min(medians) - 1) if min(medians) > 0 else None
+    return out

@@ -40,6 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mlflow-experiment", required=True)
     ap.add_argument("--no-mlflow", action="store_true", help="write the run results only")
     ap.add_argument("--no-mlflow-figures", action="store_true", help="log no figures as MLflow artifacts")
+    ap.add_argument(
+        "--timing-replica",
+        metavar="OUT",
+        default="",
+        help="time every experiment's first seed only, as the training job would, and write the timings to OUT "
+        "(one more fresh process for the spread between processes); no training for quality, no MLflow",
+    )
+    ap.add_argument("--replica-timings", nargs="*", default=[], help="the timing replicas' files, pooled in")
     args = ap.parse_args(argv)
     # Before any framework starts: thread variables set, NumPy's BLAS limited, pinned off the timing CPUs.
     timing.prepare_process(args.threads)
@@ -65,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         results=args.results,
         ceiling_gflops=machine.get("ceiling_gflops"),
         framework_warmup_seconds=warmup,
+        replica_timings=_replica_timings(args.replica_timings, args.backend, args.device),
     )
+    if args.timing_replica:
+        return _time_replica(args, resolved, cfg)
     for name in args.experiments:
         exp = catalogue.Experiment(**resolved[name])
         dataset = Path(args.results) / "datasets" / f"{exp.dataset}.npz"
@@ -83,6 +94,41 @@ def main(argv: list[str] | None = None) -> int:
             write_result(result, Path(run_file(name, args.backend, args.device, result["seed"], args.results)))
             sys.stdout.flush()
     return 0
+
+
+def _time_replica(args: argparse.Namespace, resolved: dict, cfg) -> int:
+    """A timing replica: every experiment's first seed timed in this fresh process, to one file."""
+    import backends
+    from workflow.lib import catalogue
+    from workflow.lib.runner import time_only
+
+    backend = backends.get_backend(args.backend, threads=args.threads)
+    out: dict = {"backend": args.backend, "device": args.device, "seed": args.seeds[0], "experiments": {}}
+    for name in args.experiments:
+        exp = catalogue.Experiment(**resolved[name])
+        dataset = Path(args.results) / "datasets" / f"{exp.dataset}.npz"
+        try:
+            out["experiments"][name] = time_only(exp, backend, args.device, dataset, cfg)
+        except Exception as e:  # noqa: BLE001 - the job's own run records the failure; this process adds nothing
+            print(f"warning: {name} not timed in this replica ({type(e).__name__}: {e})", file=sys.stderr)
+            continue
+        t = out["experiments"][name]
+        print(f"{name} {args.backend}-{args.device}: {t['train_samples_per_s']['median']:.4g} samples/s {t['flags']}")
+    write_json(out, Path(args.timing_replica))
+    return 0
+
+
+def _replica_timings(paths: list[str], backend: str, device: str) -> dict[str, list[dict]]:
+    """experiment -> the timings of each replica file that timed it."""
+    out: dict[str, list[dict]] = {}
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        if (data.get("backend"), data.get("device")) != (backend, device):
+            got = f"{data.get('backend')}-{data.get('device')}"
+            raise SystemExit(f"{path} holds timings of {got}, not {backend}-{device}: rerun its time_replica job")
+        for name, t in data["experiments"].items():
+            out.setdefault(name, []).append(t)
+    return out
 
 
 def _warm_up(backend: str, device: str, threads: int) -> float | None:
