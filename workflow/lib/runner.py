@@ -30,7 +30,7 @@ from workflow.lib import metrics as M
 from workflow.lib.catalogue import Experiment, within
 from workflow.lib.curves import time_to_target
 from workflow.lib.environment import fingerprint
-from workflow.lib.measure import TimingConfig, measure, pool_processes
+from workflow.lib.measure import TimingConfig, measure
 
 GRID = 60
 
@@ -49,8 +49,6 @@ class JobConfig:
     ceiling_gflops: float | None = None  # results/machine.json's, when the calibration ran
     time_all_seeds: bool = False
     framework_warmup_seconds: float | None = None  # measure.warm_up's, paid once by the job's process
-    # experiment -> the first seed's timings measured by each timing replica (fresh processes)
-    replica_timings: dict[str, list[dict]] | None = None
 
     def timing(self) -> TimingConfig:
         return TimingConfig(self.threads, self.repeats, self.min_repeat_seconds, self.inference_batch, self.results)
@@ -142,14 +140,18 @@ def run_job(
 
 
 def time_only(exp: Experiment, backend, device: str, dataset_path: str | Path, cfg: JobConfig) -> dict:
-    """The first seed's timings of one experiment, measured exactly as its training job measures them
-    (a timing replica's work: a fresh process gives one more independent sample of the figure)."""
+    """The first seed's timings of one experiment in a timing replica (a fresh process started by the
+    training job once its own work is done: one more independent sample of what a rerun gives). The
+    network is compiled first, untimed and outside the slot: a replica's compile time is not quoted
+    (the job's own, cold, is), and the slot is the run's one serial resource."""
     prep = prepare(datasets.load(dataset_path), exp)
     spec = exp.spec(n_inputs=prep.X_train.shape[1], n_outputs=prep.n_outputs, epochs_scale=cfg.epochs_scale)
     backend.check_device(device)
     seed = cfg.seeds[0]
     Y = prep.Y_train.astype(spec.dtype)
     p0 = init_params(spec, seed)
+    compile_spec = Spec.from_dict({**spec.to_dict(), "epochs": 1})
+    backend.train(compile_spec, prep.X_train, Y, p0, make_schedule(compile_spec, len(Y), seed + 1), device)
     return measure(backend, spec, prep.X_train, Y, p0, seed + 1, device, cfg.timing(), cfg.ceiling_gflops)
 
 
@@ -219,10 +221,8 @@ def _train_and_measure(
     if timed:
         # Timed first; for the first seed in a fresh process, so the first epoch holds the compilation.
         timings = measure(backend, spec, prep.X_train, Y, p0, seed + 1, device, cfg.timing(), cfg.ceiling_gflops)
-        timings["framework_warmup_seconds"] = cfg.framework_warmup_seconds
-        if seed == cfg.seeds[0]:
-            timings = pool_processes([timings, *(cfg.replica_timings or {}).get(exp.name, [])])
         timings["timed"] = True
+        timings["framework_warmup_seconds"] = cfg.framework_warmup_seconds
     else:
         timings = {"timed": False, "variant": pace.get("variant"), "flags": []}
     result["timings"] = timings

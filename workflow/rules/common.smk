@@ -52,21 +52,6 @@ def train_priority(wildcards):
     return PRIORITY["eager" if backends.REGISTRY[wildcards.backend].mode == "eager" else "other"]
 
 
-def replica_files(backend, device):
-    """The timing replicas a training job pools in (config timing_processes - 1 fresh processes)."""
-    return [f"results/timings/{backend}-{device}/replica{r}.json" for r in range(1, config["timing_processes"])]
-
-
-def replica_inputs(wildcards):
-    """What a timing replica reads: the backend's datasets, the resolved experiments, the ceiling."""
-    exps = PLAN.experiments_for(wildcards.backend)
-    return {
-        "datasets": sorted({f"results/datasets/{PLAN.experiments[e].dataset}.npz" for e in exps}),
-        "resolved": "results/experiments.json",
-        "machine": "results/machine.json",
-    }
-
-
 def train_inputs(wildcards):
     """The datasets, the resolved experiments, the MLflow store, the machine ceiling, and (for parity)
     the reference backend's results on the same experiments and seeds."""
@@ -77,7 +62,6 @@ def train_inputs(wildcards):
         "store": STORE,
         "machine": "results/machine.json",
     }
-    inputs["replicas"] = replica_files(wildcards.backend, wildcards.device)
     if wildcards.backend != backends.REFERENCE and backends.REFERENCE in PLAN.backends:
         seeds = PLAN.seeds_for(wildcards.backend)
         inputs["reference"] = [run_file(e, backends.REFERENCE, "cpu", s) for e in exps for s in seeds]

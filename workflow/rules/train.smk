@@ -87,6 +87,7 @@ for group in PLAN.train_groups():
             figures="" if config["mlflow"]["figures"] else " --no-mlflow-figures",
             batch=config["inference_batch"],
             scale=config["epochs_scale"],
+            processes=config["timing_processes"],
         threads: config["threads"]
         priority: train_priority
         # Measured in the default run (2-core machine, every experiment of a backend in one job): peak
@@ -108,46 +109,5 @@ for group in PLAN.train_groups():
             "{params.reference}{params.time_all}{params.figures} --threads {threads} --repeats {params.repeats}"
             " --min-repeat-seconds {params.min_repeat} --machine {input.machine} --inference-batch {params.batch}"
             " --epochs-scale {params.scale} --results results --uri={params.uri:q}"
-            " --mlflow-experiment {params.experiment:q} --replica-timings {input.replicas} > {log} 2>&1"
+            " --mlflow-experiment {params.experiment:q} --timing-processes {params.processes} > {log} 2>&1"
 
-
-# Timing replicas: each a fresh process that times every experiment of a (backend, device) on its
-# first seed exactly as the training job does (framework warm-up, then per experiment the compiling
-# probe and the time-boxed repetitions), and nothing else. A figure measured in one process hides what
-# a rerun sees: torch's mnist10k-mlp moved 1.35x between processes, each stable within itself. The
-# training job pools them in (train.py --replica-timings); config timing_processes counts the job too.
-rule time_replica:
-    wildcard_constraints:
-        replica=r"[1-9][0-9]*",
-    input:
-        unpack(replica_inputs),
-    output:
-        "results/timings/{backend}-{device}/replica{replica}.json",
-    params:
-        py=PY,
-        experiments=lambda wc: " ".join(PLAN.experiments_for(wc.backend)),
-        seed=lambda wc: PLAN.seeds_for(wc.backend)[0],
-        repeats=config["repeats"],
-        min_repeat=config["min_repeat_seconds"],
-        batch=config["inference_batch"],
-        scale=config["epochs_scale"],
-        experiment=config["mlflow"]["experiment"],
-    threads: config["threads"]
-    priority: train_priority
-    resources:
-        gpu=lambda wc: 1 if wc.device == "gpu" else 0,
-        mem_mb=3000,
-        runtime=30,
-    benchmark:
-        "results/benchmarks/time_replica/{backend}-{device}-{replica}.tsv"
-    log:
-        "results/logs/time_replica/{backend}-{device}-{replica}.log",
-    conda:
-        CONDA_ENV
-    shell:
-        "{params.py} -m workflow.scripts.train --backend {wildcards.backend} --device {wildcards.device}"
-        " --experiments {params.experiments} --seeds {params.seed} --resolved {input.resolved}"
-        " --threads {threads} --repeats {params.repeats} --min-repeat-seconds {params.min_repeat}"
-        " --machine {input.machine} --inference-batch {params.batch} --epochs-scale {params.scale}"
-        " --results results --mlflow-experiment {params.experiment:q} --no-mlflow"
-        " --timing-replica {output} > {log} 2>&1"

@@ -47,10 +47,17 @@ def main(argv: list[str] | None = None) -> int:
         help="time every experiment's first seed only, as the training job would, and write the timings to OUT "
         "(one more fresh process for the spread between processes); no training for quality, no MLflow",
     )
-    ap.add_argument("--replica-timings", nargs="*", default=[], help="the timing replicas' files, pooled in")
+    ap.add_argument(
+        "--timing-processes",
+        type=int,
+        default=1,
+        help="fresh processes that time each experiment: this job plus N-1 timing replicas it starts at its end",
+    )
     args = ap.parse_args(argv)
     # Before any framework starts: thread variables set, NumPy's BLAS limited, pinned off the timing CPUs.
     timing.prepare_process(args.threads)
+    if not args.timing_replica:
+        _private_compile_cache()
 
     from workflow.lib import catalogue
     from workflow.lib.plan import run_file
@@ -73,10 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         results=args.results,
         ceiling_gflops=machine.get("ceiling_gflops"),
         framework_warmup_seconds=warmup,
-        replica_timings=_replica_timings(args.replica_timings, args.backend, args.device),
     )
     if args.timing_replica:
         return _time_replica(args, resolved, cfg)
+    held = []  # the first seed's runs: written once the replicas' timings are pooled in
     for name in args.experiments:
         exp = catalogue.Experiment(**resolved[name])
         dataset = Path(args.results) / "datasets" / f"{exp.dataset}.npz"
@@ -86,14 +93,65 @@ def main(argv: list[str] | None = None) -> int:
                 ref = Path(run_file(name, args.reference_backend, "cpu", seed, args.results))
                 references[seed] = json.loads(ref.read_text())
         for result in run_job(exp, args.backend, args.device, dataset, cfg, references):
-            print(f"{name} {args.backend}-{args.device} seed {result['seed']}: {result['status']} {result['message']}")
-            for flag in result.get("flags", []):
-                print(f"flag: {flag}")
-            if not args.no_mlflow:
-                _log(result, args)
-            write_result(result, Path(run_file(name, args.backend, args.device, result["seed"], args.results)))
-            sys.stdout.flush()
+            if result["seed"] == args.seeds[0] and args.timing_processes > 1:
+                held.append(result)
+            else:
+                _finish(result, args)
+    if held:
+        replicas = _run_replicas(argv if argv is not None else sys.argv[1:], args)
+        for result in held:
+            pool_into(result, replicas.get(result["experiment"], []))
+            _finish(result, args)
     return 0
+
+
+def _finish(result: dict, args: argparse.Namespace) -> None:
+    """Print, log to MLflow, write: one run result."""
+    from workflow.lib.plan import run_file
+
+    run = f"{result['experiment']} {args.backend}-{args.device} seed {result['seed']}"
+    print(f"{run}: {result['status']} {result['message']}")
+    for flag in result.get("flags", []):
+        print(f"flag: {flag}")
+    if not args.no_mlflow:
+        _log(result, args)
+    write_result(result, Path(run_file(result["experiment"], args.backend, args.device, result["seed"], args.results)))
+    sys.stdout.flush()
+
+
+def pool_into(result: dict, replicas: list[dict]) -> None:
+    """The run's timings pooled with its replicas' (measure.pool_processes); the run's flags follow."""
+    from workflow.lib.measure import pool_processes
+
+    own = result["timings"]
+    if not replicas or not own.get("train_samples_per_s"):
+        return
+    pooled = pool_processes([own, *replicas])
+    others = [f for f in result["flags"] if f not in own["flags"]]  # parity, variant: not timing flags
+    for key in ("timed", "framework_warmup_seconds", "training_wall", "time_to_target"):
+        if key in own:
+            pooled[key] = own[key]
+    result["timings"], result["flags"] = pooled, pooled["flags"] + others
+
+
+def _run_replicas(argv: list[str], args: argparse.Namespace) -> dict[str, list[dict]]:
+    """Start the timing replicas one after the other, each a fresh process (`--timing-replica`),
+    and read their timings back: experiment -> one timings dict per replica that timed it. A replica
+    that fails costs its samples (a warning), never the job's results."""
+    import subprocess
+
+    out: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(1, args.timing_processes):
+            path = Path(tmp) / f"replica{r}.json"
+            cmd = [sys.executable, "-m", "workflow.scripts.train", *argv, "--timing-replica", str(path)]
+            done = subprocess.run(cmd, stdout=sys.stdout, stderr=sys.stderr, check=False)
+            if done.returncode != 0 or not path.exists():
+                print(f"warning: timing replica {r} failed (exit {done.returncode})", file=sys.stderr)
+                continue
+            for name, t in json.loads(path.read_text())["experiments"].items():
+                out.setdefault(name, []).append(t)
+    return out
 
 
 def _time_replica(args: argparse.Namespace, resolved: dict, cfg) -> int:
@@ -118,17 +176,17 @@ def _time_replica(args: argparse.Namespace, resolved: dict, cfg) -> int:
     return 0
 
 
-def _replica_timings(paths: list[str], backend: str, device: str) -> dict[str, list[dict]]:
-    """experiment -> the timings of each replica file that timed it."""
-    out: dict[str, list[dict]] = {}
-    for path in paths:
-        data = json.loads(Path(path).read_text())
-        if (data.get("backend"), data.get("device")) != (backend, device):
-            got = f"{data.get('backend')}-{data.get('device')}"
-            raise SystemExit(f"{path} holds timings of {got}, not {backend}-{device}: rerun its time_replica job")
-        for name, t in data["experiments"].items():
-            out.setdefault(name, []).append(t)
-    return out
+def _private_compile_cache() -> None:
+    """torch.compile's on-disk caches in a folder of this job's own, removed when it ends: its compile
+    time is a cold compile on every run and machine (with the shared default under /tmp it depended on
+    whether an earlier run had compiled the same graphs), and its timing replicas, which inherit the
+    folder, do not pay the compilation again."""
+    import atexit
+    import shutil
+
+    path = tempfile.mkdtemp(prefix="fwbench-inductor-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = path
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
 
 
 def _warm_up(backend: str, device: str, threads: int) -> float | None:
