@@ -83,7 +83,10 @@ def test_every_run_result_is_complete(pipeline):
             for key in ("accuracy", "precision", "recall", "f1", "confusion_matrix"):
                 assert key in r["metrics"]["train"]
             t = r["timings"]
-            assert t["train_samples_per_s"]["median"] > 0 and len(t["train_samples_per_s"]["raw"]) == cfg["repeats"]
+            # pooled over the job's own process and its timing replicas (fresh processes)
+            n = cfg["repeats"] * cfg["timing_processes"]
+            assert t["train_samples_per_s"]["median"] > 0 and len(t["train_samples_per_s"]["raw"]) == n
+            assert len(t["train_samples_per_s"]["processes"]) == cfg["timing_processes"]
             assert t["inference_samples_per_s"]["median"] > 0
             assert r["environment"]["fingerprint"] and r["mlflow"]["run_id"]
             if backend != "numpy":

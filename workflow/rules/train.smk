@@ -110,4 +110,3 @@ for group in PLAN.train_groups():
             " --min-repeat-seconds {params.min_repeat} --machine {input.machine} --inference-batch {params.batch}"
             " --epochs-scale {params.scale} --results results --uri={params.uri:q}"
             " --mlflow-experiment {params.experiment:q} --timing-processes {params.processes} > {log} 2>&1"
-
