@@ -110,10 +110,20 @@ def log_framework_model(uri: str, run_id: str, result: dict, weights: Sequence[n
         inputs=Schema([TensorSpec(dtype, (-1, spec.n_inputs))]),
         outputs=Schema([TensorSpec(dtype, (-1, spec.n_outputs))]),
     )
+    options = {}
+    if flavor.__name__ == "mlflow.pytorch":
+        # MLflow's default format, torch.export's graph (loading runs no pickled code), traces the model
+        # on an example: two rows, so the batch dimension stays dynamic. The first export of a process
+        # costs about 3 s (torch.export's own start-up), later ones about 0.1 s.
+        options = {"serialization_format": "pt2", "input_example": np.zeros((2, spec.n_inputs), dtype=dtype)}
     # log_model logs to the fluent API's active run: resume ours (its status is set again by the caller).
     with _tracking_uri(uri), mlflow.start_run(run_id=run_id):
         info = flavor.log_model(
-            model, name=MODEL_NAME, signature=signature, pip_requirements=pip_requirements(result["backend"])
+            model,
+            name=MODEL_NAME,
+            signature=signature,
+            pip_requirements=pip_requirements(result["backend"]),
+            **options,
         )
     return info.model_uri
 
