@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from abc import ABC, abstractmethod
+from typing import Any
 
 import numpy as np
 
@@ -58,6 +59,13 @@ class Backend(ABC):
     @abstractmethod
     def predict(self, spec: Spec, params: list[np.ndarray], X: np.ndarray, device: str = "cpu") -> np.ndarray:
         """Probabilities (sigmoid/softmax heads) or values (linear head), shape (n, n_outputs)."""
+
+    def framework_model(self, spec: Spec, params: list[np.ndarray]) -> Any | None:
+        """Optional: the framework's own model object built from the spec and NumPy params, on the
+        CPU, computing what predict() returns (the head applied), for storing it with the framework's
+        own tools (the workflow's MLflow logging calls it: mlflow.keras / mlflow.pytorch log_model).
+        None where the adapter offers none (the default)."""
+        return None
 
     def thread_settings(self) -> dict:
         """The thread counts in force, as the framework reports them."""

@@ -209,6 +209,20 @@ class KerasBackend(Backend):
             head = {"linear": lambda z: z, "sigmoid": keras.ops.sigmoid, "softmax": keras.ops.softmax}[spec.head]
             return np.array(keras.ops.convert_to_numpy(head(logits)), dtype=dt)
 
+    def framework_model(self, spec: Spec, params: list[np.ndarray]) -> Any:
+        """A keras.Sequential with the head as its last layer's activation and params loaded: predict()'s
+        output from model(X). Built with floatx at the spec's dtype, outside any device scope."""
+        check_params(spec, params)
+        keras = self._keras()
+        before = keras.config.floatx()
+        keras.config.set_floatx(spec.dtype)
+        try:
+            model = _sequential(keras, spec, head=spec.head)
+            model.set_weights([np.asarray(p, dtype=spec.dtype) for p in params])
+        finally:
+            keras.config.set_floatx(before)
+        return model
+
 
 @contextlib.contextmanager
 def _jax_x64(on: bool) -> Iterator[None]:
@@ -225,10 +239,12 @@ def _jax_x64(on: bool) -> Iterator[None]:
         jax.config.update("jax_enable_x64", before)
 
 
-def _sequential(keras: Any, spec: Spec) -> Any:
+def _sequential(keras: Any, spec: Spec, head: str | None = None) -> Any:
+    """The spec's network; its last layer returns logits (the loss takes them, from_logits) unless a head
+    activation is given (framework_model: the model a user loads predicts probabilities or values)."""
     layers = [keras.Input(shape=(spec.n_inputs,), dtype=spec.dtype)]
     layers += [keras.layers.Dense(h, activation=spec.activation) for h in spec.hidden]
-    layers.append(keras.layers.Dense(spec.n_outputs))  # logits: the loss takes them (from_logits)
+    layers.append(keras.layers.Dense(spec.n_outputs, activation=head))
     return keras.Sequential(layers)
 
 

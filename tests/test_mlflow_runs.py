@@ -76,10 +76,18 @@ def test_one_child_per_seed_under_the_invocations_parent(result, tmp_path):
         assert tags["mlflow.source.git.commit"] == commit
         note = tags["mlflow.note.content"]
         assert note.startswith(f"moons-logistic: numpy on cpu, seed {s}, ok; test accuracy") and "\n" not in note
-        (inp,) = run.inputs.dataset_inputs
-        assert inp.dataset.name == "moons" and inp.dataset.digest == result["dataset_checksum"][:36]
-        assert json.loads(inp.dataset.profile)["sha256"] == result["dataset_checksum"]
-        assert {(t.key, t.value) for t in inp.tags} == {("mlflow.data.context", "training")}
+        inputs = {inp.dataset.name: inp for inp in run.inputs.dataset_inputs}
+        assert sorted(inputs) == ["moons-test", "moons-train"]
+        for split, context in (("train", "training"), ("test", "testing")):
+            inp = inputs[f"moons-{split}"]
+            assert inp.dataset.digest == result["dataset_checksum"][:36]
+            assert json.loads(inp.dataset.profile) == {
+                "sha256": result["dataset_checksum"],
+                "task": "binary",
+                "split": split,
+            }
+            assert json.loads(inp.dataset.source) == {"uri": "results/datasets/moons.npz", "split": split}
+            assert {(t.key, t.value) for t in inp.tags} == {("mlflow.data.context", context)}
 
     run = client.get_run(pid)
     assert run.info.status == "RUNNING", "a child's orphan sweep must leave the running parent alone"
@@ -184,9 +192,11 @@ def test_parent_and_children_served_over_rest(result, tmp_path):
             tags = {t["key"]: t["value"] for t in got["data"]["tags"]}
             assert tags["mlflow.parentRunId"] == pid and tags["seed"] == str(seed)
             assert tags["mlflow.source.git.commit"] == commit and tags["run_key"].endswith(f"/seed{seed}")
-            (inp,) = got["inputs"]["dataset_inputs"]
-            assert inp["dataset"]["name"] == "moons" and inp["dataset"]["digest"] == result["dataset_checksum"][:36]
-            assert inp["tags"] == [{"key": "mlflow.data.context", "value": "training"}]
+            inputs = {i["dataset"]["name"]: i for i in got["inputs"]["dataset_inputs"]}
+            assert sorted(inputs) == ["moons-test", "moons-train"]
+            assert {i["dataset"]["digest"] for i in inputs.values()} == {result["dataset_checksum"][:36]}
+            assert inputs["moons-train"]["tags"] == [{"key": "mlflow.data.context", "value": "training"}]
+            assert inputs["moons-test"]["tags"] == [{"key": "mlflow.data.context", "value": "testing"}]
         got = rest(base, f"/api/2.0/mlflow/runs/get?run_id={pid}")["run"]
         tags = {t["key"]: t["value"] for t in got["data"]["tags"]}
         assert got["info"]["status"] == "FINISHED" and tags["fwbench.parent_key"] == KEY

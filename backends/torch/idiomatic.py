@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import BackendError, check_inputs
+from backends.base import BackendError, check_inputs, check_params
 from backends.spec import Schedule, Spec, TrainResult
 from backends.torch.backend import TorchBackend, _no_tf32, _setup
 from backends.torch.job import Log, compile_key, first_line, tdevice
@@ -162,6 +162,16 @@ class TorchIdiomaticBackend(TorchBackend):
             return self._train(torch, spec, Xt, Yt, orders, init_params, schedule, device, record_params)
         finally:
             torch.set_default_dtype(default_dtype)
+
+    def framework_model(self, spec: Spec, params: list[np.ndarray]) -> Any:
+        """The nn.Sequential this backend trains, on the CPU in eval mode, params loaded, with the head
+        (Sigmoid, Softmax over the last axis, or Identity) appended: predict()'s output from model(x)."""
+        check_params(spec, params)
+        torch = _setup(self.threads)
+        model = build_model(torch, spec, "cpu", getattr(torch, spec.dtype))
+        load(torch, model, params)
+        head = {"linear": torch.nn.Identity(), "sigmoid": torch.nn.Sigmoid(), "softmax": torch.nn.Softmax(dim=-1)}
+        return torch.nn.Sequential(*model, head[spec.head]).eval()
 
     def _train(
         self,

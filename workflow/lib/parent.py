@@ -45,6 +45,7 @@ from workflow.lib.tracking import (
     PARENT_KEY_TAG,
     PARENT_RUN_TAG,
     chunks,
+    context_tags,
     flatten,
     param_value,
 )
@@ -171,7 +172,7 @@ def _create(client: MlflowClient, exp_id: str, key: str, config: dict, commit: s
     if commit:
         tags[GIT_COMMIT_TAG] = commit
     name = f"pipeline {(commit or 'no-git')[:10]} {config_hash(config)}"
-    run_id = client.create_run(exp_id, run_name=name, tags={PARENT_KEY_TAG: key}).info.run_id
+    run_id = client.create_run(exp_id, run_name=name, tags=context_tags({PARENT_KEY_TAG: key})).info.run_id
     public = public_config(config)
     params = [Param(_param_key(k), param_value(v)) for k, v in flatten("", public).items()]
     for chunk in chunks(params, MAX_PARAMS):

@@ -35,6 +35,14 @@ from workflow.lib.measure import TimingConfig, measure
 GRID = 60
 
 
+class RunResult(dict):
+    """A run result (the JSON of workflow/schemas/run_result.schema.yaml) that also holds, in this
+    process only, the quality training's final parameters [W0, b0, ...] (None before training ends):
+    MLflow logging stores them (workflow.lib.artifacts); no JSON writer sees the attribute."""
+
+    weights: list[np.ndarray] | None = None
+
+
 @dataclass(frozen=True)
 class JobConfig:
     """What decides a job's result besides the experiment; the defaults live in the config schema."""
@@ -118,7 +126,7 @@ def run_job(
     pace: dict | None = None  # the first timed seed's timings: the untimed seeds' time to target uses its pace
     for i, seed in enumerate(cfg.seeds):
         timed = cfg.time_all_seeds or i == 0
-        result = _skeleton(exp, ds, backend_name, device, spec, seed, cfg, prep)
+        result = RunResult(_skeleton(exp, ds, backend_name, device, spec, seed, cfg, prep))
         result["framework"], result["mode"] = backend.framework, backend.mode
         result["environment"] = copy.deepcopy(environment)
         try:
@@ -232,8 +240,11 @@ def _train_and_measure(
     schedule = make_schedule(spec, len(prep.X_train), seed + 1)
     started = time.time()
     run = backend.train(spec, prep.X_train, Y, p0, schedule, device, record_params=True)
-    # Wall-clock start and end of the training the metrics come from: the MLflow run spans them.
-    timings["training_wall"] = {"start": started, "end": time.time()}
+    # Wall-clock start and end of the training the metrics come from: the MLflow run spans them, and
+    # its per-epoch points are timestamped at start + the epochs' seconds so far.
+    ended, seconds = time.time(), np.asarray(run.epoch_seconds, dtype=np.float64).tolist()
+    timings["training_wall"] = {"start": started, "end": ended, "epoch_seconds": seconds}
+    result.weights = run.params
     quality_variant = run.extra.get("variant")
     if timings.get("variant") and quality_variant and quality_variant not in timings["variant"]:
         result["flags"].append(f"variant changed: timed {timings['variant']}, quality run {quality_variant}")

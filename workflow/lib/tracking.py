@@ -11,6 +11,11 @@ top-level run. A rerun of the same (experiment, backend, device, seed) under the
 soft-deletes the run it replaces, so the UI never shows two runs that look like distinct results;
 the children of other parents (other commits or configs) stay.
 
+What a run holds besides its params, tags and metrics: its dataset's splits as inputs
+(`workflow.lib.run_inputs`), its trained weights and, for the Keras peers and torch-idiomatic, the
+framework's own logged model (`workflow.lib.artifacts`). Tags start from MLflow's own context
+(`resolve_tags`: user, source name and type, git), per-epoch points carry their epoch's end time.
+
 Runs left RUNNING by a killed job are marked KILLED by the next job that logs: on SQLite every
 RUNNING run is such an orphan (all logging is done in one locked block); on a shared store,
 where other jobs log at the same moment, only the earlier attempts of the same job (Snakemake
@@ -22,11 +27,15 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from itertools import accumulate
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from workflow.lib.artifacts import log_framework_model, log_weights
+from workflow.lib.run_inputs import log_dataset_inputs
 from workflow.lib.store import (
     StoreError,
     check_reachable,
@@ -42,12 +51,13 @@ from workflow.lib.store import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
     from mlflow.tracking import MlflowClient
 
 __all__ = ["StoreError", "default_uri", "init_store", "log_run", "read_parent", "resolve_uri", "sweep_orphans"]
 
 MAX_METRICS, MAX_PARAMS, MAX_TAGS, MAX_BATCH = 1000, 100, 100, 1000  # MLflow's log_batch limits
-MAX_PARAM_VALUE, MAX_DIGEST = 6000, 36  # MLflow's limits: a param's value, a dataset digest
+MAX_PARAM_VALUE = 6000  # MLflow's limit on a param's value
 MAX_CURVE_POINTS = 100  # epochs of a per-epoch accuracy/MSE curve logged to MLflow (curve_steps)
 ORPHAN_AFTER_S = 3600  # one job's logging block takes seconds
 TRANSIENT = ("locked", "deadlock", "could not serialize")
@@ -56,6 +66,15 @@ PARENT_KEY_TAG = "fwbench.parent_key"  # tags a parent run: git commit / config 
 PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own tags, which its UI shows
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
 NOTE_TAG = "mlflow.note.content"
+MODEL_ERROR_TAG = "fwbench.log_model_error"  # why the framework's log_model failed (the run is kept)
+
+
+def context_tags(tags: dict[str, str]) -> dict[str, str]:
+    """MLflow's own resolved tags (mlflow.user, mlflow.source.name/type, git where the entry point is in
+    a work tree), which MlflowClient.create_run leaves out, with ours over them."""
+    from mlflow.tracking.context.registry import resolve_tags
+
+    return resolve_tags(tags)
 
 
 def sweep_orphans(client: MlflowClient, experiment_id: str, key: str | None = None, shared: bool = False) -> list[str]:
@@ -100,12 +119,21 @@ def read_parent(results: str | Path, uri: str, experiment_id: str) -> str | None
     return None
 
 
-def log_run(result: dict, artifacts: Iterable[str | Path], uri: str, experiment: str, results: str | Path) -> dict:
-    """Log one run result; returns the mlflow record {run_id, experiment_id, tracking_uri}.
+def log_run(
+    result: dict,
+    artifacts: Iterable[str | Path],
+    uri: str,
+    experiment: str,
+    results: str | Path,
+    weights: Sequence[np.ndarray] | None = None,
+) -> dict:
+    """Log one run result; returns the mlflow record {run_id, experiment_id, tracking_uri[, model_uri]}.
 
-    The result dict gets its "mlflow" entry before the JSON artifact is written, so the
-    artifact and the results file agree. The experiment id comes from init_store's marker where
-    there is one. Raises StoreError (with the fix) when the store does not answer.
+    weights: the training's final params [W0, b0, ...] (runner.RunResult.weights): weights.npz and,
+    for an ok run of a backend with a framework model, its log_model. The result dict gets its
+    "mlflow" entry before the JSON artifact is written, so the artifact and the results file agree.
+    The experiment id comes from init_store's marker where there is one. Raises StoreError (with
+    the fix) when the store does not answer.
     """
     check_reachable(uri)
     shared = kind(uri) != "sqlite"
@@ -118,7 +146,7 @@ def log_run(result: dict, artifacts: Iterable[str | Path], uri: str, experiment:
                 parent = read_parent(results, uri, exp_id)
                 sweep_orphans(client, exp_id, key, shared=shared)
                 start, end = _span_ms(result)
-                tags = {"run_key": key, **({PARENT_RUN_TAG: parent} if parent else {})}
+                tags = context_tags({"run_key": key, **({PARENT_RUN_TAG: parent} if parent else {})})
                 run_id = client.create_run(exp_id, start_time=start, run_name=key, tags=tags).info.run_id
                 try:
                     result["mlflow"] = {
@@ -128,6 +156,9 @@ def log_run(result: dict, artifacts: Iterable[str | Path], uri: str, experiment:
                         **({"parent_run_id": parent} if parent else {}),
                     }
                     _log_contents(client, run_id, result, artifacts, results)
+                    if weights is not None:
+                        _log_model(client, uri, run_id, result, weights)
+                    client.log_text(run_id, json.dumps(result, indent=2, default=str), "result.json")
                     status = "FINISHED" if result["status"] == "ok" else "FAILED"
                     client.set_terminated(run_id, status=status, end_time=end)
                 except BaseException:
@@ -158,19 +189,6 @@ def _same_job(client: MlflowClient, exp_id: str, key: str, parent: str | None) -
     return [r.info.run_id for r in runs if r.data.tags.get(PARENT_RUN_TAG) == parent]
 
 
-def _log_dataset(client: MlflowClient, run_id: str, dataset) -> None:
-    """log_inputs, retried when parallel jobs of one experiment insert the same new dataset at once
-    (a server on PostgreSQL answers the loser with a unique-key violation; its retry finds the row)."""
-    for attempt in range(5):
-        try:
-            client.log_inputs(run_id, [dataset])
-            return
-        except Exception as e:  # noqa: BLE001 - only the insert race is retried
-            if "unique" not in str(e).lower() and "duplicate key" not in str(e).lower() or attempt == 4:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-
-
 def _span_ms(result: dict) -> tuple[int | None, int | None]:
     """The training's own wall-clock start and end (ms), so the UI's Duration is the training's;
     None (MLflow's own clock) for a run that failed before training."""
@@ -186,34 +204,62 @@ def _log_contents(
     from mlflow.entities import Metric, Param, RunTag
 
     now = _span_ms(result)[1] or int(time.time() * 1000)
-    metrics = [Metric(k, v, now, s) for k, v, s in _metrics(result)]
+    ends = epoch_ends_ms(result)
+    metrics = [Metric(k, v, ends[s] if e and s < len(ends) else now, s) for k, v, s, e in _metrics(result)]
     params = [Param(k, v) for k, v in _params(result).items()]
     tags = [RunTag(k, v) for k, v in _tags(result).items()]
     for batch in batches(metrics, params, tags):
         client.log_batch(run_id, **batch)
-    dataset = _dataset_input(result, results)
-    if dataset is not None:
-        _log_dataset(client, run_id, dataset)
+    log_dataset_inputs(client, run_id, result, results)
     for path in artifacts:
         client.log_artifact(run_id, str(path))
-    client.log_text(run_id, json.dumps(result, indent=2, default=str), "result.json")
+
+
+def _log_model(client: MlflowClient, uri: str, run_id: str, result: dict, weights: Sequence[np.ndarray]) -> None:
+    """weights.npz; for an ok run, the framework's own model, its URI in the result's mlflow record
+    (a log_model failure is tagged and warned about, and the run kept)."""
+    log_weights(client, run_id, result["spec"], weights)
+    if result["status"] == "ok":
+        try:
+            model_uri = log_framework_model(uri, run_id, result, weights)
+        except Exception as e:  # noqa: BLE001 - the run and its weights.npz stand without it
+            why = f"{type(e).__name__}: {e}"
+            client.set_tag(run_id, MODEL_ERROR_TAG, why[:5000])
+            print(f"warning: {result['backend']}'s log_model failed, weights.npz kept: {why}", file=sys.stderr)
+        else:
+            if model_uri:
+                result["mlflow"]["model_uri"] = model_uri
 
 
 def _finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _metrics(r: dict) -> list[tuple[str, float, int]]:
-    out: list[tuple[str, float, int]] = []
+def epoch_ends_ms(r: dict) -> list[int]:
+    """Each epoch's end in Unix ms: the quality training's start plus its epochs' seconds so far (the
+    epochs hold all of a training's work: TrainResult), capped at its recorded end. [] without them."""
+    span = (r.get("timings") or {}).get("training_wall") or {}
+    if "start" not in span or not span.get("epoch_seconds"):
+        return []
+    return [int(min(span["start"] + t, span["end"]) * 1000) for t in accumulate(span["epoch_seconds"])]
+
+
+def _metrics(r: dict) -> list[tuple[str, float, int, bool]]:
+    """(key, value, step, per_epoch): per-epoch points get their epoch's end time, the others the run's end."""
+    out: list[tuple[str, float, int, bool]] = []
     for e, v in enumerate(r.get("loss_history") or []):
-        out.append(("loss", float(v) if v is not None else float("nan"), e))
+        out.append(("loss", float(v) if v is not None else float("nan"), e, True))
     t = r.get("timings") or {}
-    for e, v in enumerate(t.get("epoch_seconds") or []):
-        out.append(("epoch_seconds", float(v), e))
     for name, hist in (r.get("metric_history") or {}).items():
         for e in curve_steps(len(hist)):
             if _finite(hist[e]):
-                out.append((name, float(hist[e]), e))
+                out.append((name, float(hist[e]), e, True))
+    out += [(k, v, s, False) for k, v, s in _final_metrics(r, t)]
+    return out
+
+
+def _final_metrics(r: dict, t: dict) -> list[tuple[str, float, int]]:
+    out: list[tuple[str, float, int]] = []
     for split, m in (r.get("metrics") or {}).items():
         for k, v in (m or {}).items():
             if _finite(v):
@@ -319,30 +365,6 @@ def _note(r: dict) -> str:
     if r["status"] != "ok" and r.get("message"):
         line += f" ({str(r['message']).splitlines()[0][:200]})"
     return f"{line}; {', '.join(figures)}" if figures else line
-
-
-def _dataset_input(r: dict, results: str | Path):  # -> mlflow.entities.DatasetInput | None
-    """The training data as an MLflow input: our name and checksum, not MLflow's own hash.
-
-    MLflow stores a digest of at most 36 characters: the first 36 hex digits of the sha256; the
-    whole checksum is in the profile. A result without a checksum gets no input rather than a
-    made-up digest.
-    """
-    checksum = r.get("dataset_checksum")
-    if not checksum:
-        return None
-    from mlflow.entities import Dataset, DatasetInput, InputTag
-
-    source = {"uri": f"{Path(results).resolve().name}/datasets/{r['dataset']}.npz"}
-    profile = {"sha256": checksum, "task": r.get("task")}
-    dataset = Dataset(
-        name=r["dataset"],
-        digest=checksum[:MAX_DIGEST],
-        source_type="local",
-        source=json.dumps(source),
-        profile=json.dumps(profile),
-    )
-    return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])
 
 
 def batches(metrics: list, params: list, tags: list) -> Iterable[dict[str, list]]:

@@ -205,8 +205,9 @@ def _warm_up(backend: str, device: str, threads: int) -> float | None:
 
 
 def _log(result: dict, args: argparse.Namespace) -> None:
-    """One MLflow run; its figures only for a timed training (the seeds' curves are in the report), and
-    no throughput chart (one bar per run: the report compares the backends)."""
+    """One MLflow run with the training's weights (and framework model, for the peers); its figures only
+    for a timed training (the seeds' curves are in the report), and no throughput chart (one bar per
+    run: the report compares the backends)."""
     from reports.plots import write_figures
     from workflow.lib.tracking import log_run, resolve_uri
 
@@ -218,7 +219,9 @@ def _log(result: dict, args: argparse.Namespace) -> None:
                 if timed and not args.no_mlflow_figures
                 else []
             )
-            log_run(result, plots, resolve_uri(args.uri or None, args.results), args.mlflow_experiment, args.results)
+            uri = resolve_uri(args.uri or None, args.results)
+            weights = getattr(result, "weights", None)  # runner.RunResult's trained params, never in the JSON
+            log_run(result, plots, uri, args.mlflow_experiment, args.results, weights=weights)
         except Exception as e:  # noqa: BLE001 - the computed result is kept either way
             result["mlflow"] = {"error": f"{type(e).__name__}: {e}"}
             print(f"warning: MLflow logging failed, run result kept: {e}", file=sys.stderr)
