@@ -222,3 +222,15 @@ def describe_step(c: dict) -> str:
         f"{FIGURES[c['figure']][0]} stepped x{c['ratio']:.3g} ({c['verdict']}, p = {c['p_value']:.2g}) between "
         f"{short(c['previous_commit'])} and {short(c['commit'])}"
     )
+
+
+def section_rows(found: list[dict]) -> list[dict]:
+    """The report's History table: one row per series with its latest figures and change points."""
+    rows = []
+    for s in found:
+        last = s["points"][-1]
+        steps = [describe_step(c) for f in FIGURES for c in steps_of(s, f)]
+        latest = (last["figures"].get("train_samples_per_s") or {}).get("value")
+        rows.append(s | {"n": len(s["points"]), "latest": latest, "versions": framework_versions(last["versions"])})
+        rows[-1]["steps"] = steps
+    return rows
