@@ -294,8 +294,32 @@ def main(argv: list[str] | None = None) -> int:
         "--junit", default=None, help="JUnit XML of every check (default: RESULTS/check.junit.xml; '' writes none)"
     )
     ap.add_argument("--markdown", default=None, help="also write the summary and table as markdown to this file")
+    ap.add_argument(
+        "--baseline-from-history",
+        type=int,
+        default=None,
+        metavar="N",
+        help="expected values from the last N like-for-like parents of the store instead of --baselines "
+        "(reports/history_check.py)",
+    )
+    ap.add_argument("--history", default=None, help="the history rows (default: RESULTS/history.json)")
     args = ap.parse_args(argv)
+    if args.baseline_from_history is not None and args.baseline_from_history < 1:
+        ap.error("--baseline-from-history N needs N >= 1 (the number of earlier parents to compare with)")
     junit = Path(args.results) / "check.junit.xml" if args.junit is None else (Path(args.junit) if args.junit else None)
+    if args.baseline_from_history:
+        from reports import history_check
+
+        source = args.history or str(Path(args.results) / "history.json")
+        try:
+            history = history_check.hist.load_history(source)
+            runs = load_runs(args.results)
+        except ResultsError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        rows = history_check.check(runs, history, args.baseline_from_history)
+        args.baselines = f"the last {args.baseline_from_history} like-for-like parents in {source}"
+        return _finish(rows, args, junit)
     try:
         baselines = load_baselines(args.baselines)
         runs = load_runs(args.results)
@@ -309,6 +333,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     rows = apply_known(check(runs, baselines, devices, args.fail_on_throughput), known)
+    return _finish(rows, args, junit)
+
+
+def _finish(rows: list[Check], args: argparse.Namespace, junit: Path | None) -> int:
+    """Print the table and summary, write JUnit and markdown; the exit status."""
     failed = [r for r in rows if r.fails]
     shown = rows if args.verbose else [r for r in rows if r.fails or r.note]
     counted = [r for r in rows if not (r.note and not r.fails)]

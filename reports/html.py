@@ -25,7 +25,8 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from reports import compare, overview, plots, seeds, sweep_plots, sweeps, tables
+from reports import compare, history_plots, overview, plots, seeds, sweep_plots, sweeps, tables
+from reports import history as hist
 from reports.peers import peers_table
 from reports.png import Images, page_figure, page_figures, page_png, pngs
 from reports.results import (
@@ -50,6 +51,7 @@ NAV = [
     ("quality", "Quality"),
     ("throughput", "Throughput"),
     ("peers", "Your own code"),
+    ("history", "History"),
     ("sweeps", "Where the time goes"),
     ("parity", "Parity"),
     ("plots", "Plots"),
@@ -195,6 +197,38 @@ def peers(runs: list[dict]) -> str:
     return _render("peers.html.j2", rows=peers_table(runs))
 
 
+def history(results_dir: Path, images: Images, jobs: int = 1) -> str:
+    """Every commit's figures from results/history.json (the history rule), or why there are none."""
+    path = Path(results_dir) / "history.json"
+    data = hist.load_history(path) if path.is_file() else None
+    found = hist.series(data) if data else []
+    if not found:
+        why = (
+            f"no history: {path} not found (the pipeline's history rule writes it)"
+            if data is None
+            else (f"no history: the store {data.get('tracking_uri')} holds no parent run with finished trainings")
+        )
+        return _render("history.html.j2", series=[], why=why)
+    experiments = sorted({s["experiment"] for s in found})
+    charts = page_figures(
+        [
+            (partial(history_plots.history_figure, data, exp), f"history of {exp}", exp, f"history-{exp}.png")
+            for exp in experiments
+        ],
+        images,
+        jobs,
+    )
+    return _render(
+        "history.html.j2",
+        series=hist.section_rows(found),
+        charts=[c for c in charts if c],
+        uri=data.get("tracking_uri"),
+        experiment=data.get("experiment"),
+        n_parents=len(data.get("parents") or []),
+        why="",
+    )
+
+
 def where_the_time_goes(results_dir: Path, images: Images) -> str:
     found = sweeps.load_sweeps(results_dir)
     charts = [page_figure(fig, alt, reading, images) for fig, alt, reading in sweep_plots.sweep_figures(found)]
@@ -288,6 +322,7 @@ def render(results_dir: str | Path, runs: list[dict] | None = None, images: Imag
         quality(runs),
         throughput(timed, images, jobs),
         peers(timed),
+        history(results_dir, images, jobs),
         where_the_time_goes(results_dir, images),
         parity(runs),
         plot_gallery(timed, results_dir, images, jobs),

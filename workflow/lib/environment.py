@@ -113,6 +113,17 @@ def git_head(repo: Path = REPO) -> str | None:
     return (sha.stdout.strip() or None) if sha.returncode == 0 else None
 
 
+def git_commit_time(commit: str, repo: Path = REPO) -> str | None:
+    """The commit's committer date (ISO 8601), None where git does not know the commit."""
+    try:
+        out = subprocess.run(
+            ["git", "show", "-s", "--format=%cI", commit], cwd=repo, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
 def git_commit() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)

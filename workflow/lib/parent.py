@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["config_hash", "end_parent", "parent_key", "start_parent"]
 
 INVOCATIONS_TAG = "fwbench.invocations"
+COMMIT_TIME_TAG = "fwbench.commit_time"  # the commit's committer date, ISO 8601
 MAX_KEY = 250  # MLflow's limit on a param's key
 
 
@@ -163,7 +164,7 @@ def _find_or_create(client: MlflowClient, exp_id: str, key: str, config: dict, c
 def _create(client: MlflowClient, exp_id: str, key: str, config: dict, commit: str | None) -> str:
     from mlflow.entities import Param, RunTag
 
-    from workflow.lib.environment import fingerprint
+    from workflow.lib.environment import fingerprint, git_commit_time
 
     env = fingerprint("cpu", {}, int(config.get("threads") or 1), "float32")
     tags = {PARENT_KEY_TAG: key, "fwbench.config_hash": config_hash(config), "fingerprint": env["fingerprint"]}
@@ -171,6 +172,7 @@ def _create(client: MlflowClient, exp_id: str, key: str, config: dict, commit: s
     tags |= {f"version.{pkg}": v for pkg, v in env["versions"].items()}
     if commit:
         tags[GIT_COMMIT_TAG] = commit
+        tags[COMMIT_TIME_TAG] = git_commit_time(commit) or ""  # orders the history (workflow.lib.history)
     name = f"pipeline {(commit or 'no-git')[:10]} {config_hash(config)}"
     run_id = client.create_run(exp_id, run_name=name, tags=context_tags({PARENT_KEY_TAG: key})).info.run_id
     public = public_config(config)

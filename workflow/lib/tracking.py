@@ -272,6 +272,9 @@ def _final_metrics(r: dict, t: dict) -> list[tuple[str, float, int]]:
             v = (t.get(k) or {}).get(stat)
             if _finite(v):
                 out.append((f"{k}_{stat}", float(v), 0))
+    for i, v in enumerate((t.get("train_samples_per_s") or {}).get("raw") or []):  # for workflow.lib.history
+        if _finite(v):
+            out.append(("train_samples_per_s_raw", float(v), i))
     sec = t.get("section") or {}
     for k in ("cpu_per_wall", "foreign_share"):
         if _finite(sec.get(k)):

@@ -39,9 +39,35 @@ rule summary:
         "{params.py} -m reports.results --results results --out {output.summary} > {log} 2>&1"
 
 
+rule history:
+    """Every commit's figures from the MLflow store (workflow/lib/history.py), for the report's History section
+    and `python -m reports.check --baseline-from-history N`; a store without history gives an empty one."""
+    input:
+        runs=PLAN.run_files(),
+        store=STORE,
+        config=rules.config_record.output.config,
+    output:
+        "results/history.json",
+    params:
+        py=PY,
+        uri=config["mlflow"]["tracking_uri"] or "",
+        experiment=config["mlflow"]["experiment"],
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    log:
+        "results/logs/history.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "{params.py} -m workflow.lib.history --results results --tracking-uri={params.uri:q}"
+        " --experiment {params.experiment:q} --out {output} > {log} 2>&1"
+
+
 rule report:
     input:
         runs=PLAN.run_files(),
+        history=rules.history.output[0],
         datasets=expand("results/datasets/{dataset}.png", dataset=PLAN.datasets),
         config=rules.config_record.output.config,
         machine=rules.calibrate.output[0],
