@@ -16,22 +16,14 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
   exit 2
 fi
 UV_VERSION=0.13.9
-STAMP="$VENV/.fwbench-lock.json"
-# The stamp names each installed lock with its sha256 (workflow/lib/lockfile.py writes it).
-want_stamp() {
-  local first=1
-  printf '{\n'
-  for lock in "${LOCKS[@]}"; do
-    (( first )) || printf ',\n'
-    first=0
-    printf ' "%s": "%s"' "$(basename "$lock")" "$(sha256sum "$lock" | cut -d' ' -f1)"
-  done
-  printf '\n}\n'
-}
-if [[ ! -x "$VENV/bin/python" || "$(cat "$STAMP" 2>/dev/null)" != "$(want_stamp)" || ! -x "$VENV/bin/fwbench" ]]; then
+# The locks to install: none when the venv's stamp (.fwbench-lock.json) names every needed lock as it
+# is now; else the needed ones plus those installed before (workflow/lib/lockfile.py, to_install).
+TODO="$(PYTHONPATH="$ROOT" "$PYTHON" -m workflow.lib.lockfile plan "$VENV" "${LOCKS[@]}")"
+if [[ -n "$TODO" ]]; then
+  mapfile -t LOCKS <<< "$TODO"
   echo "fwbench: installing $(for l in "${LOCKS[@]}"; do basename "$l"; done | paste -sd+) into $VENV" >&2
   [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
-  rm -f "$STAMP"
+  rm -f "$VENV/.fwbench-lock.json"
   REQS=()
   for lock in "${LOCKS[@]}"; do REQS+=(-r "$lock"); done
   # uv installs the lock in about 30 s where pip takes about 8 min (measured on the 2-core machine);
@@ -55,8 +47,9 @@ if [[ ! -x "$VENV/bin/python" || "$(cat "$STAMP" 2>/dev/null)" != "$(want_stamp)
   # Editable: the pipeline runs from this checkout (Snakefile, config/, rules), so `fwbench` must run
   # this checkout's code, whose commit the run results record. No build isolation: the locked setuptools.
   "${INSTALL[@]}" --no-deps --no-build-isolation -e "$ROOT"
-  mapfile -t EXTRA < <(PYTHONPATH="$ROOT" "$VENV/bin/python" -m workflow.lib.lockfile extras "${LOCKS[@]}")
-  if (( ${#EXTRA[@]} )); then
+  EXTRA_LINES="$(PYTHONPATH="$ROOT" "$VENV/bin/python" -m workflow.lib.lockfile extras "${LOCKS[@]}")"
+  if [[ -n "$EXTRA_LINES" ]]; then
+    mapfile -t EXTRA <<< "$EXTRA_LINES"
     echo "fwbench: removing what the locks do not hold: ${EXTRA[*]}" >&2
     "${UNINSTALL[@]}" "${EXTRA[@]}"
   fi

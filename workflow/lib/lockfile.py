@@ -12,8 +12,6 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
-
 REPO = Path(__file__).resolve().parents[2]
 # Which locks each route installs (the test command adds the dev lock), one place for env.sh,
 # the fingerprint and the tests.
@@ -39,6 +37,8 @@ class LockError(ValueError):
 def read_lock(path: Path) -> dict[str, dict]:
     """{canonical name: {"version", "hashes"}} of one lock file; a line that is not `name==version`
     with at least one hash is refused, naming the refresh command."""
+    from packaging.utils import canonicalize_name
+
     out: dict[str, dict] = {}
     logical = re.sub(r"\\\n", " ", path.read_text())
     for line in logical.splitlines():
@@ -67,6 +67,8 @@ def sha256(path: Path) -> str:
 def installed() -> dict[str, str]:
     """Every distribution the running interpreter sees, {canonical name: version}; where two share a
     name, the first on sys.path (the one `import` finds), as importlib.metadata.version does."""
+    from packaging.utils import canonicalize_name
+
     out: dict[str, str] = {}
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
@@ -93,6 +95,21 @@ def read_stamp(prefix: Path | None = None) -> dict[str, str] | None:
         return None
 
 
+def to_install(venv: Path, needed: list[Path]) -> list[Path]:
+    """The locks env.sh must install into venv: none when every needed lock is installed as it is now
+    (a venv with the dev lock too serves the benchmark command); otherwise the needed ones plus the
+    ones installed before, so a refresh does not drop what the other command put there."""
+    stamp = read_stamp(venv) or {}
+    current = {p.name: sha256(p) for p in needed}
+    fresh = all(stamp.get(n) == sha for n, sha in current.items()) and all(
+        (REPO / n).is_file() and sha256(REPO / n) == sha for n, sha in stamp.items()
+    )
+    if fresh and (venv / "bin" / "python").exists() and (venv / "bin" / "fwbench").exists():
+        return []
+    before = [REPO / n for n in stamp if n in SOURCES and (REPO / n).is_file() and n not in current]
+    return [*needed, *before]
+
+
 def record(route: str = "cpu") -> dict:
     """The environment's lock for the run result: the files and their sha256 (from env.sh's stamp, or
     the repository's lock of the route where no stamp is), and every installed distribution whose
@@ -117,12 +134,15 @@ def _sha_or_none(path: Path) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m workflow.lib.lockfile extras|stamp VENV LOCK...`: env.sh's two steps."""
+    """`python -m workflow.lib.lockfile plan|extras|stamp ...`: env.sh's steps."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) < 2 or args[0] not in ("extras", "stamp"):
-        print("usage: python -m workflow.lib.lockfile extras LOCK... | stamp VENV LOCK...", file=sys.stderr)
+    if len(args) < 2 or args[0] not in ("plan", "extras", "stamp"):
+        print("usage: python -m workflow.lib.lockfile plan VENV LOCK... | extras LOCK... | stamp VENV LOCK...")
         return 2
-    if args[0] == "extras":
+    if args[0] == "plan":
+        for path in to_install(Path(args[1]), [Path(p) for p in args[2:]]):
+            print(path)
+    elif args[0] == "extras":
         for name in extras([Path(p) for p in args[1:]]):
             print(name)
     else:
