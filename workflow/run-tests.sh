@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The test suite (extra arguments go to pytest, e.g. -m "not slow" while iterating).
+export FWBENCH_DEV=1  # the test tools too (requirements-dev.lock)
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 # Debian packages some tests need, installed where missing (one apt-get call for all of them):
 # chromium (the report rendered in a browser), slurm-wlm + munge (a real Slurm cluster on

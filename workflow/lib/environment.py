@@ -11,8 +11,11 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from workflow.lib import lockfile
+
 REPO = Path(__file__).resolve().parents[2]
-# Every framework package, whichever backend ran: one run's backends share one fingerprint.
+# Every framework package, whichever backend ran: one run's backends share one fingerprint. Shown
+# in tables and MLflow tags; the fingerprint covers every installed distribution (`distributions`).
 PACKAGES = (
     "numpy",
     "torch",
@@ -140,10 +143,11 @@ def git_commit() -> str:
 
 
 def fingerprint(device: str, device_info: dict, threads: int, dtype: str) -> dict:
-    """The environment of a run. The hash covers hardware, OS, all framework versions, device
-    (GPU model and driver), threads and precision, so every backend of one run on one device
-    shares it; the git commit is recorded beside it but kept out of the hash, so two code
-    versions on one environment stay comparable (the report shows the commits)."""
+    """The environment of a run. The hash covers hardware, OS, every installed distribution's
+    version, the lock files they were installed from (sha256), device (GPU model and driver),
+    threads and precision, so every backend of one run on one device shares it; the git commit is
+    recorded beside it but kept out of the hash, so two code versions on one environment stay
+    comparable (the report shows the commits)."""
     cpu = cpu_identity()
     env = {
         "cpu": cpu_label(cpu),
@@ -153,6 +157,8 @@ def fingerprint(device: str, device_info: dict, threads: int, dtype: str) -> dic
         "os": platform.platform(),
         "python": platform.python_version(),
         "versions": package_versions(),
+        "distributions": lockfile.installed(),
+        "lock": lockfile.record("gpu" if os.environ.get("FWBENCH_GPU") == "1" else "cpu"),
         "device": device,
         "device_name": cpu["name"] if device == "cpu" else str(device_info.get("name", device)),
         "driver": None if device == "cpu" else device_info.get("driver"),

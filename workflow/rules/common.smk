@@ -25,7 +25,12 @@ if not {DeploymentMethod.CONDA, DeploymentMethod.APPTAINER} & set(workflow.deplo
 STORE = "results/mlflow/.store-ready"
 # The sweep tables when sweeps are on (workflow/rules/sweep.smk), else nothing.
 SWEEP_OUTPUTS = ["results/sweeps/summary.csv", "results/sweeps/overheads.csv"] if PLAN.sweep_jobs else []
-CONDA_ENV = "../../environment.yml"
+# The rules' conda environments (--sdm conda), generated from the locks by
+# `python -m workflow.scripts.locks`: frameworks for CPU or GPU jobs (by the job's device), and the
+# report's (datasets and reports, no framework). Paths are relative to workflow/rules/.
+CONDA_TRAIN = "../envs/train-{device}.yml"
+CONDA_TRAIN_CPU = "../envs/train-cpu.yml"
+CONDA_REPORT = "../envs/report.yml"
 for note in PLAN.notes:
     print(f"fwbench: {note}", file=sys.stderr)
 # One GPU job at a time unless the user says otherwise (--resources gpu=N).

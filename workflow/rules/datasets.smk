@@ -22,7 +22,7 @@ rule dataset:
     log:
         "results/logs/datasets/{dataset}.log",
     conda:
-        CONDA_ENV
+        CONDA_REPORT
     shell:
         "{params.py} -m workflow.scripts.make_dataset --name {wildcards.dataset} --seed {params.seed}"
         " --mnist-dir={params.mnist_dir:q} --npz {output.npz} --meta {output.meta} --plot {output.plot}"

@@ -34,7 +34,7 @@ rule summary:
     log:
         "results/logs/summary.log",
     conda:
-        CONDA_ENV
+        CONDA_REPORT
     shell:
         "{params.py} -m reports.results --results results --out {output.summary} > {log} 2>&1"
 
@@ -91,7 +91,7 @@ rule report:
     log:
         "results/logs/report.log",
     conda:
-        CONDA_ENV
+        CONDA_REPORT
     shell:
         "{params.py} -m reports.html --results results --out {output.html} --plots {output.plots} --jobs {threads}"
         " > {log} 2>&1"

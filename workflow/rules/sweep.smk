@@ -36,7 +36,7 @@ rule sweep:
     log:
         "results/logs/sweeps/{sweep}/{backend}-{device}.log",
     conda:
-        CONDA_ENV
+        CONDA_TRAIN
     shell:
         "{params.py} -m workflow.scripts.sweep --sweep {wildcards.sweep} --spec-json {params.spec:q}"
         " --backend {wildcards.backend} --device {wildcards.device} --batch-sizes {params.batches}"
@@ -61,7 +61,7 @@ rule sweep_summary:
     log:
         "results/logs/sweeps/summary.log",
     conda:
-        CONDA_ENV
+        CONDA_REPORT
     shell:
         "{params.py} -m reports.sweeps --results results --summary {output.summary}"
         " --overheads {output.overheads} > {log} 2>&1"

@@ -16,7 +16,7 @@ rule mlflow_store:
     log:
         "results/logs/mlflow_store.log",
     conda:
-        CONDA_ENV
+        CONDA_TRAIN_CPU
     shell:
         "{params.py} -m workflow.scripts.init_store --results results --uri={params.uri:q}"
         " --experiment {params.experiment:q} > {log} 2>&1"
@@ -36,7 +36,7 @@ rule calibrate:
     log:
         "results/logs/calibrate.log",
     conda:
-        CONDA_ENV
+        CONDA_TRAIN_CPU
     shell:
         "{params.py} -m workflow.scripts.calibrate --threads {params.threads} --results results --out {output}"
         " > {log} 2>&1"
@@ -102,7 +102,7 @@ for group in PLAN.train_groups():
         log:
             "results/logs/train/{backend}-{device}.log",
         conda:
-            CONDA_ENV
+            CONDA_TRAIN
         shell:
             "{params.py} -m workflow.scripts.train --backend {wildcards.backend} --device {wildcards.device}"
             " --experiments {params.experiments} --seeds {params.seeds} --resolved {input.resolved}"
