@@ -58,7 +58,7 @@ rule history:
     log:
         "results/logs/history.log",
     conda:
-        CONDA_REPORT
+        CONDA_TRAIN_CPU
     shell:
         "{params.py} -m workflow.lib.history --results results --tracking-uri={params.uri:q}"
         " --experiment {params.experiment:q} --out {output} > {log} 2>&1"
