@@ -18,8 +18,10 @@ config's seeds; its results directory is the input. What goes in, per experiment
 - variant: the code path each run took (a fallback to another one is flagged by the check).
 - throughput: each run's median samples/s (train and inference; the timed seed) divided by that of one run of
   the same experiment measured in the same pipeline run: the reference backend on CPU, or the
-  slowest run when the reference did not finish. The check compares ratios only, never seconds,
-  flags a ratio that moved by more than `factor` (3x), and fails on it only when asked.
+  slowest run when the reference did not finish, with its raw samples each over that median
+  (`throughput_samples`). The check compares ratios only, never seconds, flags a ratio only when it
+  moved by more than `factor` (3x) AND a Mann-Whitney U test on those samples says so (p < 0.05;
+  workflow/lib/stats.py compare_samples), and fails on it only when asked.
 
 The same rule is written into the file's "method" field with the constants used.
 """
@@ -42,6 +44,7 @@ from reports.results import (
     metric,
     reference_name,
     run_label,
+    ratio_samples,
     throughput,
 )
 from reports.seeds import is_timed, seed_groups, timed_runs
@@ -71,7 +74,8 @@ def method_text(s: dict) -> str:
         "variant: the code path of the baseline run; another one is flagged. throughput: ratio of "
         "the run's median samples/s (train, inference) to the ratio_to run of the same experiment and pipeline run "
         "(reference backend on cpu, else the slowest run); flagged when it moves by more than factor "
-        f"{s['throughput_factor']:g}x either way; compared only when both runs keep their recorded fingerprints."
+        f"{s['throughput_factor']:g}x either way and a Mann-Whitney U test on the raw samples (each over the "
+        "ratio_to run's median) gives p < 0.05; compared only when both runs keep their recorded fingerprints."
     )
 
 
@@ -159,13 +163,15 @@ def _run_entry(seeds: list[dict], den: dict | None, s: dict) -> dict:
     entry["metrics"] = metrics
     entry["variant"] = (timed.get("timings") or {}).get("variant")
     if den is not None and den is not timed:
-        ratios = {}
+        ratios, samples = {}, {}
         for kind in ("train", "inference"):
             a, b = throughput(timed, kind), throughput(den, kind)
             if a is not None and b is not None:
                 ratios[kind] = a / b
+                samples[kind] = [round(v, 6) for v in ratio_samples(timed, den, kind)]
         if ratios:
             entry["throughput"] = ratios
+            entry["throughput_samples"] = samples  # what the check's significance test compares against
     return entry
 
 

@@ -11,8 +11,10 @@ parity bound (derived from float32 numerics in the same pipeline run, so it hold
 the run is missing (unless results/devices.json says it was not scheduled, e.g. no GPU). Flagged
 without failing: foreign load during timing, unstable timings, a variant other than the
 baseline's. Throughput is compared only as ratios between runs of the
-same pipeline run (see reports.baselines); a ratio that moved by more than the stated factor is
-flagged, and fails only with --fail-on-throughput or "throughput": {"fail": true} in the
+same pipeline run (see reports.baselines); a ratio is flagged only when it moved by more than the
+stated factor and a Mann-Whitney U test on the raw samples says the move is significant (p < 0.05,
+workflow/lib/stats.py compare_samples: each row's verdict is "no change", "faster", "slower" or
+"not comparable"), and fails only with --fail-on-throughput or "throughput": {"fail": true} in the
 baselines. Ratios of runs whose environment fingerprint differs from the recorded one are
 printed as not comparable. Exit 0 with "all N checks passed" otherwise; exit 2 on bad input.
 Failures listed in reports/known_failures.yaml (each with its reason) are shown as KNOWN and do
@@ -40,10 +42,12 @@ from reports.results import (
     metric,
     not_scheduled,
     num,
+    ratio_samples,
     run_label,
     throughput,
 )
 from reports.seeds import seed_groups, timed_runs
+from workflow.lib.stats import compare_samples
 from workflow.lib.timing import CPU_WALL_TOLERANCE
 
 LOWER_IS_BETTER = {"mse", "mae", "loss"}
@@ -264,14 +268,19 @@ def _throughput(
                 f"→ {fp_run}/{fp_den}"
             )
             row.note = True
+        elif not (base.get("throughput_samples") or {}).get(kind):
+            row.got = f"{a / b:.3g}"
+            row.verdict = "not comparable: the baseline has no raw samples (refresh it: fwbench baseline)"
+            row.note = True
         else:
-            got = a / b
-            row.got = f"{got:.3g}"
-            if got / expected > factor or expected / got > factor:
-                row.verdict = f"FLAGGED: ratio moved ×{got / expected:.2g}" + ("" if fails else " (not failing)")
+            row.got = f"{a / b:.3g}"
+            change = compare_samples(ratio_samples(run, den, kind), base["throughput_samples"][kind], factor)
+            if change.verdict in ("faster", "slower"):
+                row.verdict = f"FLAGGED: {change.verdict}, ratio moved ×{change.ratio:.2g} ({change.reason})"
+                row.verdict += "" if fails else " (not failing)"
                 row.fails, row.note = fails, True
             else:
-                row.verdict = "pass"
+                row.verdict = f"pass: {change.verdict} ({change.reason})"
         out.append(row)
     return out
 

@@ -3,8 +3,10 @@
 - quality: each run's final metrics (the mean over its seeds), this minus other. Where both trees hold the
   same seeds the comparison is paired, seed by seed: the delta moved when it exceeds the spread of the
   per-seed deltas (any delta for one seed); otherwise, when it exceeds the two trees' spreads over seeds;
-- speed: each run's median training samples/s, this over other; beyond x/÷ SPEED_BAND it moved; like for
-  like only where both runs carry the same environment fingerprint;
+- speed: each run's median training samples/s, this over other, with the verdict of the measurement rule
+  (workflow/lib/stats.py compare_samples on the raw timed samples, pooled over the fresh processes that
+  timed them): "faster"/"slower" only beyond x/÷ SPEED_BAND AND Mann-Whitney p < 0.05, "no change"
+  otherwise, "not comparable" unless both runs carry the same environment fingerprint;
 - parity: each run's loss-curve deviation from the reference and its bound, in both trees;
 - runs: runs present in one tree only, or with another status;
 - environment: the two trees' environments side by side, field by field.
@@ -22,9 +24,19 @@ from typing import Any
 from reports.overview import groups, median_speed
 from reports.results import SPLITS, fingerprint, metric, num
 from reports.tables import ENV_FIELDS, LOWER_IS_BETTER
+from workflow.lib.stats import compare_samples
 
 QUALITY_METRICS = {"regression": ("mse", "r2"), "classification": ("accuracy", "f1")}
 SPEED_BAND = 1.10  # 10%: the spread beyond which a timing is already called unstable
+
+
+def raw_speeds(runs: list[dict]) -> list[float]:
+    """Every raw training samples/s of a group's finished, timed runs (each pooled over its processes)."""
+    out = []
+    for r in runs:
+        if r["status"] == "ok" and (r.get("timings") or {}).get("timed", True):
+            out += [float(v) for v in ((r.get("timings") or {}).get("train_samples_per_s") or {}).get("raw") or []]
+    return out
 
 
 def _stat(values: list[float]) -> dict:
@@ -88,24 +100,29 @@ def _fingerprints(runs: list[dict]) -> list[str]:
 
 
 def speed_rows(this: list[dict], other: list[dict]) -> list[dict]:
-    """A row per run timed in both trees: median samples/s each, ratio this/other, moved, like_for_like."""
+    """A row per run timed in both trees: median samples/s each, ratio this/other, the verdict (its p-value
+    and reason), moved (a verdict of faster or slower), like_for_like."""
     a, b = groups(this), groups(other)
     rows = []
     for key in sorted(a.keys() & b.keys()):
         x, y = median_speed(a[key]), median_speed(b[key])
         if x is None or y is None:
             continue
-        ratio = x / y
         fa, fb = _fingerprints(a[key]), _fingerprints(b[key])
+        like = fa == fb and len(fa) == 1
+        change = compare_samples(raw_speeds(a[key]), raw_speeds(b[key]), SPEED_BAND, comparable=like)
         rows.append(
             {
                 "experiment": key[0],
                 "run": key[1],
                 "this": x,
                 "other": y,
-                "ratio": ratio,
-                "moved": ratio > SPEED_BAND or ratio < 1 / SPEED_BAND,
-                "like_for_like": fa == fb and len(fa) == 1,
+                "ratio": x / y,
+                "verdict": change.verdict,
+                "p_value": change.p_value,
+                "reason": change.reason,
+                "moved": change.verdict in ("faster", "slower"),
+                "like_for_like": like,
                 "fingerprints": {"this": fa, "other": fb},
             }
         )

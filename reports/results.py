@@ -197,6 +197,16 @@ def throughput(run: dict, kind: str) -> float | None:
     return v if run["status"] == "ok" and v is not None and math.isfinite(v) and v > 0 else None
 
 
+def ratio_samples(run: dict, den: dict, kind: str) -> list[float]:
+    """The run's raw samples/s of kind 'train' or 'inference' (pooled over its timing processes), each over
+    the median of `den`'s: the samples a throughput ratio between two runs of one pipeline run is tested on."""
+    b = throughput(den, kind)
+    raw = timing(run, f"{kind}_samples_per_s", "raw") if throughput(run, kind) is not None else None
+    if b is None or not raw:
+        return []
+    return [float(v) / b for v in raw if v is not None and math.isfinite(v)]
+
+
 def speedup_vs_slowest(runs: list[dict], kind: str) -> dict[str, float]:
     """Each run's median throughput over the slowest run's, among the given runs (one experiment)."""
     rates = {run_label(r): throughput(r, kind) for r in runs}

@@ -196,6 +196,38 @@ def test_throughput_ratio_change_is_flagged_but_passes(work):
     assert run_check(work)[0] == 1
 
 
+def test_throughput_ratio_beyond_the_factor_but_not_significant_passes(work):
+    """4x the median, but two of five samples where they were: Mann-Whitney does not call it (p > 0.05)."""
+
+    def two_samples_unchanged(d):
+        t = d["timings"]["train_samples_per_s"]
+        raw = sorted(t["raw"])
+        assert raw[-1] < 4 * raw[1], "the edit needs the run's own spread under 4x"
+        t["raw"] = [raw[0], *(4 * v for v in raw[1:-1]), raw[-1]]
+        t["median"] = float(sorted(t["raw"])[len(raw) // 2])
+
+    edit(work, "moons-mlp", "jax-eager-cpu", two_samples_unchanged, timed_only=True)
+    code, out = run_check(work, "--fail-on-throughput")
+    assert code == 0, out
+    assert not [line for line in out.splitlines() if "speed /" in line and "FLAGGED" in line], out
+    baselines = json.loads((work / "baselines.json").read_text())
+    rows = C.check(C.load_runs(work / "results"), baselines, fail_on_throughput=True)
+    (got,) = [r for r in rows if r.run == "jax-eager-cpu" and r.experiment == "moons-mlp" and "train speed" in r.metric]
+    assert got.verdict.startswith("pass: no change (not significant") and float(got.got) > 3 * float(got.expected)
+
+
+def test_baseline_without_raw_samples_is_not_comparable(work):
+    base = json.loads((work / "baselines.json").read_text())
+    for exp in base["experiments"].values():
+        for entry in exp["runs"].values():
+            entry.pop("throughput_samples", None)
+    (work / "baselines.json").write_text(json.dumps(base))
+    edit(work, "moons-mlp", "jax-eager-cpu", _speed_up(10.0), timed_only=True)
+    code, out = run_check(work, "--fail-on-throughput")
+    assert code == 0, out
+    assert "baseline has no raw samples" in row(out, "moons-mlp", "jax-eager-cpu", "train speed / numpy-cpu")
+
+
 def test_small_throughput_drift_is_not_flagged(work):
     edit(work, "moons-mlp", "jax-eager-cpu", _speed_up(1.5), timed_only=True)  # within the 3x factor
     code, out = run_check(work, "--fail-on-throughput")

@@ -182,7 +182,8 @@ def test_comparison_page_finds_a_slower_backend_and_a_changed_metric(results, tm
     moved = [r for r in c["speed"] if r["moved"]]
     assert [(r["experiment"], r["run"]) for r in moved] == [("moons-mlp", "torch-cpu")]
     assert moved[0]["ratio"] == pytest.approx(1 / 3) and moved[0]["like_for_like"]
-    assert all(r["ratio"] == 1.0 for r in c["speed"] if not r["moved"])
+    assert moved[0]["verdict"] == "slower" and moved[0]["p_value"] < 0.05
+    assert all(r["ratio"] == 1.0 and r["verdict"] == "no change" for r in c["speed"] if not r["moved"])
     q = [r for r in c["quality"] if r["moved"]]
     assert [(r["experiment"], r["run"], r["split"], r["metric"]) for r in q] == [
         ("moons-logistic", "jax-eager-cpu", "test", "accuracy")
@@ -201,7 +202,7 @@ def test_comparison_page_finds_a_slower_backend_and_a_changed_metric(results, tm
     row = re.search(r"<tr><td><b>moons-mlp</b></td><td>torch-cpu</td>.*?</tr>", speed, re.S).group(0)
     assert H.compact(after["timings"]["train_samples_per_s"]["median"]) in row
     assert H.compact(before["timings"]["train_samples_per_s"]["median"]) in row
-    assert 'class="num worse">×0.33<' in row and "same fingerprint" in row
+    assert 'class="num worse">×0.33<' in row and "same fingerprint" in row and ">slower <" in row
     quality = page[page.index('<section id="cmp-quality">') : page.index('<section id="cmp-parity">')]
     old_runs = [
         json.loads(p.read_text()) for p in sorted((results / "runs/moons-logistic/jax-eager-cpu").glob("*.json"))
@@ -282,3 +283,35 @@ def test_report_first_screen_size_and_console_in_headless_chromium(wide, tmp_pat
     assert outside == [], f"not on the first screen (1400x900): {outside}"
     assert shot.read_bytes().startswith(PNG)
     print(f"first screen: {shot}; report {size / 1e6:.2f} MB")
+
+
+def test_a_change_is_called_only_beyond_the_factor_and_significant(results, tmp_path):
+    """The measurement rule on real run results: 0.79x with raw samples that overlap the other tree's is
+    "no change" (Mann-Whitney p = 0.55); the same ratio with separated samples is "slower"; within the
+    band is "no change"; another environment fingerprint is "not comparable"."""
+    this, other = tmp_path / "this", tmp_path / "other"
+    shutil.copytree(results, this)
+    shutil.copytree(results, other)
+
+    def samples(values: list[float]):
+        def fn(r: dict) -> None:
+            t = r["timings"]["train_samples_per_s"]
+            t["raw"], t["median"] = values, float(sorted(values)[len(values) // 2])
+
+        return fn
+
+    edit_run(other, "moons-mlp", "torch-cpu", samples([100.0, 110.0, 120.0, 130.0, 140.0]))
+    edit_run(this, "moons-mlp", "torch-cpu", samples([80.0, 90.0, 95.0, 135.0, 145.0]))  # median 0.79x
+    edit_run(other, "moons-logistic", "torch-cpu", samples([100.0, 110.0, 120.0, 130.0, 140.0]))
+    edit_run(this, "moons-logistic", "torch-cpu", samples([80.0, 85.0, 95.0, 96.0, 97.0]))  # 0.79x, apart
+    edit_run(this, "moons-mlp", "numpy-cpu", lambda r: scale_speed(r, 1.05))
+    edit_run(this, "blobs4-softmax", "torch-cpu", lambda r: r["environment"].update(fingerprint="another"))
+    rows = {(r["experiment"], r["run"]): r for r in K.compare(load_runs(this), load_runs(other))["speed"]}
+    row = rows[("moons-mlp", "torch-cpu")]
+    assert row["ratio"] == pytest.approx(95 / 120) and row["verdict"] == "no change", row
+    assert "not significant" in row["reason"] and row["p_value"] == pytest.approx(0.548, abs=1e-3)
+    row = rows[("moons-logistic", "torch-cpu")]
+    assert row["verdict"] == "slower" and row["p_value"] < 0.05, row
+    row = rows[("moons-mlp", "numpy-cpu")]
+    assert row["ratio"] == pytest.approx(1.05) and row["verdict"] == "no change" and "within" in row["reason"]
+    assert rows[("blobs4-softmax", "torch-cpu")]["verdict"] == "not comparable"
