@@ -42,9 +42,9 @@ from reports.results import (
     fingerprint,
     load_runs,
     metric,
+    ratio_samples,
     reference_name,
     run_label,
-    ratio_samples,
     throughput,
 )
 from reports.seeds import is_timed, seed_groups, timed_runs
