@@ -10,3 +10,27 @@ if os.environ.get("FWBENCH_GPU") != "1":  # the CPU route: JAX need not look for
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end tests (CI always runs them; skip with -m 'not slow')")
     config.addinivalue_line("markers", "gpu: needs a CUDA device; skipped with a message where none is seen")
+    config.addinivalue_line(
+        "markers",
+        "serial: judges the machine's timing (CPU/wall, foreign load), so it runs alone: the test command runs"
+        " these in a second phase (--serial-only) after the parallel one, which leaves them out",
+    )
+
+
+def pytest_addoption(parser):
+    parser.addoption("--serial-only", action="store_true", help="run only the tests marked serial (one process)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """--serial-only keeps the serial tests alone; a parallel run (xdist) leaves them out for that phase."""
+    serial_only = config.getoption("--serial-only")
+    parallel = bool(getattr(config.option, "numprocesses", None)) or os.environ.get("PYTEST_XDIST_WORKER")
+    if not serial_only and not parallel:
+        return
+    keep, drop = [], []
+    for item in items:
+        is_serial = item.get_closest_marker("serial") is not None
+        (keep if is_serial == serial_only else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

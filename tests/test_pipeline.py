@@ -118,6 +118,15 @@ def test_mlflow_has_every_run_complete(pipeline):
         assert "spec.optimizer.learning_rate" in run.data.params and "train_accuracy" in run.data.metrics
         timed = run.data.tags["seed"] == str(seeds[0])  # throughput on the first seed only
         assert ("train_samples_per_s_median" in run.data.metrics) == timed
+        if timed:  # the spread inside each process and between the fresh processes, and each process's median
+            m = run.data.metrics
+            assert m["train_samples_per_s_within_process_spread"] >= 0
+            assert m["train_samples_per_s_between_process_spread"] >= 0
+            medians = client.get_metric_history(run.info.run_id, "train_samples_per_s_process_median")
+            assert sorted(x.step for x in medians) == list(range(cfg["timing_processes"]))
+            assert m["train_samples_per_s_interval_low"] <= m["train_samples_per_s_median"]
+            assert m["train_samples_per_s_median"] <= m["train_samples_per_s_interval_high"]
+            assert "% interval order statistics of" in run.data.tags["timing_interval"], run.data.tags
         history = client.get_metric_history(run.info.run_id, "loss")
         assert [m.step for m in history] == list(range(len(history))) and len(history) > 1
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -130,6 +130,58 @@ def test_overlapping_work_is_flagged(tmp_path):
     assert any(f.startswith("foreign load") for f in sec.flags)
 
 
+BURN = (
+    "import os,time; os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0)); {pin}"
+    "t=time.time()\nwhile time.time()-t<{seconds}: pass"
+)
+
+
+@two_cpus
+def test_the_jobs_own_children_are_not_foreign(tmp_path):
+    """A compiler-like subprocess the job starts and waits for, on the slot's CPU, inside the quoted part:
+    its CPU time is the job's (RUSAGE_CHILDREN), so CPU/wall stays near 1 and nothing is flagged."""
+    cpu = CPUS[-1]
+    lay = timing.Layout(slots=((cpu,),), untimed=tuple(CPUS))
+    with timing.timed_slot(tmp_path, lay, threads=1) as sec, sec.quoted():
+        subprocess.run([sys.executable, "-c", BURN.format(pin="", seconds=1.0)], check=True)  # inherits the pin
+    assert 0.9 <= sec.cpu_per_wall <= timing.CPU_WALL_TOLERANCE, sec.to_dict()
+    assert sec.foreign_share <= timing.FOREIGN_LOAD_LIMIT and sec.flags == [], sec.to_dict()
+
+
+@two_cpus
+def test_foreign_load_is_judged_on_the_quoted_part(tmp_path):
+    """Another process busy on the slot's CPU while the section compiles (unquoted) is not held against
+    the quoted figure; the same process during the quoted part is flagged."""
+    cpu = CPUS[-1]
+    lay = timing.Layout(slots=((cpu,),), untimed=tuple(CPUS))
+
+    def spin(seconds: float) -> None:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            pass
+
+    def busy(seconds: float) -> subprocess.Popen:
+        pin = f"os.sched_setaffinity(0,{{{cpu}}}); "
+        return subprocess.Popen([sys.executable, "-c", BURN.format(pin=pin, seconds=seconds)])
+
+    for during_quoted in (False, True):
+        # not waited for until the section ends: a waited child's CPU time would count as the job's own
+        with timing.timed_slot(tmp_path, lay, threads=1) as sec:
+            other = busy(1.0) if not during_quoted else None
+            spin(1.4)  # "compiling", not quoted; the other process ends within it
+            if during_quoted:
+                other = busy(1.4)
+                time.sleep(0.1)
+            with sec.quoted():
+                spin(1.0)
+        other.kill()
+        other.wait()
+        flagged = any(f.startswith("foreign load") for f in sec.flags)
+        assert flagged == during_quoted, (during_quoted, sec.to_dict())
+        if not during_quoted:
+            assert sec.whole["foreign_share"] > timing.FOREIGN_LOAD_LIMIT, sec.to_dict()  # the whole saw it
+
+
 def test_measure_a_real_backend(tmp_path):
     """The NumPy reference measured as a job measures it: time-boxed repetitions, proof, FLOP rate;
     with an absurdly low ceiling the figure is marked impossible."""

@@ -140,7 +140,7 @@ def _inference(backend, spec: Spec, params, X, cfg: TimingConfig, device: str) -
 
 def pool_processes(timings: list[dict]) -> dict:
     """One run's timings from several fresh processes (the job's own first, then its timing replicas,
-    workflow/scripts/time_replica.py): every throughput figure pooled over them with the spread
+    `python -m workflow.scripts.train --timing-replica`): every throughput figure pooled over them with the spread
     within and between processes (timing.summarize's groups); compile time stays the job's own (its
     process compiled first), each process's kept beside it; a flag of any process is the run's."""
     if len(timings) == 1:
@@ -152,7 +152,7 @@ def pool_processes(timings: list[dict]) -> dict:
         out[key] = {**timing.summarize(None, groups), **extra}
     out["compile_seconds_by_process"] = [t["compile_seconds"] for t in timings]
     out["processes"] = len(timings)
-    out["process_sections"] = [t["section"] for t in timings[1:]]
+    out["process_sections"] = [t["section"] for t in timings[1:]]  # the replicas'; the job's is "section"
     median = out["train_samples_per_s"]["median"]
     out["train_gflops"] = median * out["flops_per_train_sample"] / 1e9 if median else None
     ceiling = out.get("machine_ceiling_gflops")

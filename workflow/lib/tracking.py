@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from workflow.lib.artifacts import log_framework_model, log_weights
 from workflow.lib.run_inputs import log_dataset_inputs
+from workflow.lib.stats import level_label
 from workflow.lib.store import (
     StoreError,
     check_reachable,
@@ -272,6 +273,17 @@ def _final_metrics(r: dict, t: dict) -> list[tuple[str, float, int]]:
             v = (t.get(k) or {}).get(stat)
             if _finite(v):
                 out.append((f"{k}_{stat}", float(v), 0))
+        stats = t.get(k) or {}
+        for stat in ("within_process_spread", "between_process_spread"):
+            if _finite(stats.get(stat)):
+                out.append((f"{k}_{stat}", float(stats[stat]), 0))
+        interval = stats.get("interval") or {}
+        for end in ("low", "high"):
+            if _finite(interval.get(end)):
+                out.append((f"{k}_interval_{end}", float(interval[end]), 0))
+        for i, proc in enumerate(stats.get("processes") or []):  # one step per fresh process
+            if _finite(proc.get("median")):
+                out.append((f"{k}_process_median", float(proc["median"]), i))
     for i, v in enumerate((t.get("train_samples_per_s") or {}).get("raw") or []):  # for workflow.lib.history
         if _finite(v):
             out.append(("train_samples_per_s_raw", float(v), i))
@@ -347,6 +359,9 @@ def _tags(r: dict) -> dict[str, str]:
         tags[f"version.{pkg}"] = v
     t = r.get("timings") or {}
     tags["variant"] = str(t.get("variant"))
+    interval = (t.get("train_samples_per_s") or {}).get("interval") or {}
+    if interval.get("level") is not None:  # the real confidence level of the *_interval_low/high metrics
+        tags["timing_interval"] = f"{level_label(interval['level'])} {interval.get('method', '')}".strip()
     if t.get("fallback"):
         tags["fallback"] = str(t["fallback"])[:5000]
     if r.get("flags"):
