@@ -72,6 +72,7 @@ TINY = {
     "devices": ["cpu"],
     "threads": 1,
     "repeats": 5,
+    "timing_processes": 1,  # 5 samples per commit; the pooled processes are tested in test_pipeline.py
     "min_repeat_seconds": 0.1,
     "seeds": [0],
     "first_seed_only": [],

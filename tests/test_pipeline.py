@@ -56,7 +56,7 @@ def mlflow_runs(workdir: Path, experiment: str, view="active"):
 def pipeline(tmp_path_factory):
     """The small config at --cores 8: 8 training jobs at once against one SQLite store."""
     work = tmp_path_factory.mktemp("pipeline")
-    cfg = small_config()
+    cfg = small_config() | {"timing_processes": 2}  # the job and one timing replica
     snakemake(work, "--cores", "8", config=cfg)
     return work, cfg
 
