@@ -198,3 +198,13 @@ def test_measure_a_real_backend(tmp_path):
     assert t["train_gflops"] == pytest.approx(train["median"] * t["flops_per_train_sample"] / 1e9)
     assert t["percent_of_ceiling"] > 100 and any(f.startswith("impossible") for f in t["flags"])
     assert t["variant"] == "numpy"
+
+
+def test_unstable_is_judged_within_a_process():
+    """Three steady processes 30% apart: not unstable (each is steady), the shift is the between spread."""
+    steady = [[100.0, 101.0, 99.0], [130.0, 131.0, 129.0], [115.0, 116.0, 114.0]]
+    s = timing.summarize(None, steady)
+    assert not s["unstable"] and s["within_process_spread"] < 0.02
+    assert s["between_process_spread"] == pytest.approx(0.30)
+    noisy = [[100.0, 130.0, 80.0], [100.0, 125.0, 85.0], [100.0, 120.0, 90.0]]
+    assert timing.summarize(None, noisy)["unstable"]

@@ -115,7 +115,8 @@ def _figure_flags(train: dict, gflops: float | None, ceiling: float | None) -> l
     if percent is not None and percent > 100:
         flags.append(f"impossible: {gflops:.1f} GFLOP/s is {percent:.0f}% of the machine ceiling {ceiling:.1f}")
     if train["unstable"]:
-        flags.append(f"unstable: interquartile range above {timing.UNSTABLE_SPREAD:.0%} of the median")
+        where = "within a process " if "within_process_spread" in train else ""
+        flags.append(f"unstable: interquartile range {where}above {timing.UNSTABLE_SPREAD:.0%} of the median")
     return flags
 
 

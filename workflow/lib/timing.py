@@ -258,7 +258,8 @@ def summarize(values: list[float], groups: list[list[float]] | None = None) -> d
     are not independent draws of what a rerun gives (the process's own layout, placement and code
     alignment shift them together), so only the processes count as independent. Beside it: each
     process's own figures, the within-process spread (median over processes of IQR / median) and the
-    between-process spread (largest over smallest process median, minus 1)."""
+    between-process spread (largest over smallest process median, minus 1); "unstable" is then judged
+    on the within-process spread."""
     import numpy as np
 
     from workflow.lib.stats import median_interval
@@ -289,4 +290,9 @@ def summarize(values: list[float], groups: list[list[float]] | None = None) -> d
         within = [(p["q3"] - p["q1"]) / p["median"] for p in procs if p["median"]]
         out["within_process_spread"] = float(np.median(within)) if within else None
         out["between_process_spread"] = float(max(medians) / min(medians) - 1) if min(medians) > 0 else None
+        # "unstable" is a process's own noise; the pooled IQR would hold the between-process shifts too
+        # (reported beside it), and then flag most figures on any machine.
+        out["unstable"] = bool(
+            out["within_process_spread"] is not None and out["within_process_spread"] > UNSTABLE_SPREAD
+        )
     return out
