@@ -77,7 +77,7 @@ def test_deep_nets_match_the_reference_in_float64(fused, case):
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-10), ("float32", 2e-4)])
 def test_blas_sized_products_match_the_reference(fused, dtype, rtol):
     """Layers large enough for the BLAS branch (64 x 40 x 48 multiply-adds and more), a partial batch."""
-    from backends.fused import BLAS_MIN_FMAS
+    from backends.fused_kernels import BLAS_MIN_FMAS
 
     spec = _spec("softmax", (48, 32), "relu", OptimizerSpec("adam", learning_rate=0.003), n_in=40)
     spec = Spec.from_dict({**spec.to_dict(), "batch_size": 64, "dtype": dtype})

@@ -48,6 +48,14 @@ def _k(v: float) -> str:
     return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.0f}k"
 
 
+def _print_fused_ratio(case: str, threads: int, done: list[dict]) -> None:
+    """fused / the fastest framework (every other backend) of one case, the issue-25 figure."""
+    fused = [r["train_samples_per_s"]["median"] for r in done if r["backend"] == "fused"]
+    others = [r["train_samples_per_s"]["median"] for r in done if r["backend"] != "fused"]
+    if fused and others:
+        print(f"  {case} threads {threads}: fused / fastest framework {fused[0] / max(others):6.2f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     import backends
 
@@ -96,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
                 for r in done:
                     ratio = r["train_samples_per_s"]["median"] / fastest
                     print(f"  {case} threads {threads}: {r['backend']:17} {ratio:6.2f} x the fastest")
+                _print_fused_ratio(case, threads, done)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 
