@@ -43,7 +43,8 @@ def test_console_script_is_installed_and_lists_every_command():
 def test_each_command_help_shows_its_usage_and_an_example(name, capsys):
     assert cli.main([name, "--help"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"usage: fwbench {name}") and f"example:\n  {cli.COMMANDS[name].example}" in out
+    assert out.startswith(f"usage: fwbench {name} ") and not out.startswith(f"usage: fwbench {name} {name}")
+    assert f"example:\n  {cli.COMMANDS[name].example}" in out
 
 
 def test_unknown_command_names_the_commands(capsys):
@@ -159,13 +160,14 @@ def test_report_baseline_and_check_on_a_real_tree(tree, tmp_path, capsys):
     capsys.readouterr()
 
 
+@pytest.mark.slow  # about 45 s on the 2-core machine: a process per backend and thread count
 def test_microbench_measures_a_backend(capsys):
     cli.main(["microbench", "--backends", "numpy", "--cases", "moons-mlp", "--threads", "1", "--repeats", "2"])
     out = capsys.readouterr().out
     assert "numpy" in out and "moons-mlp" in out
 
 
-# --- the MLflow store: ui and gc --------------------------------------------------------------------
+# --- the MLflow store: history, ui and gc --------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -235,12 +237,74 @@ def test_ui_prints_a_tracking_servers_address(tmp_path, capsys):
     assert "http://mlflow.example:5000" in capsys.readouterr().out
 
 
+HISTORY_EXPERIMENT = "fwbench-cli-history"
+COMMITS = [f"{i}" * 10 for i in "1234"]  # unknown to git: the parents are ordered by their start
+
+
+@pytest.fixture(scope="module")
+def history_store(tree, tmp_path_factory) -> Path:
+    """A real SQLite store written by the pipeline's own calls (parent.start_parent, tracking.log_run,
+    parent.end_parent) for four commits, each logging the tree's moons-logistic and moons-mlp runs; from
+    the third commit on, moons-mlp's NumPy samples/s (median and every raw repetition) are halved."""
+    from workflow.lib.parent import end_parent, parent_key, start_parent
+    from workflow.lib.store import default_uri
+    from workflow.lib.tracking import log_run
+
+    results = tmp_path_factory.mktemp("history") / "results"
+    results.mkdir()
+    config = json.loads((tree / "config.json").read_text())
+    config["mlflow"] = {"tracking_uri": None, "experiment": HISTORY_EXPERIMENT}
+    (results / "config.json").write_text(json.dumps(config))
+    uri = default_uri(results)
+    for i, commit in enumerate(COMMITS):
+        assert start_parent(uri, HISTORY_EXPERIMENT, results, parent_key(commit, config), config, commit)
+        for experiment in ("moons-logistic", "moons-mlp"):
+            for path in sorted((tree / "runs" / experiment / "numpy-cpu").glob("seed*.json")):
+                run = json.loads(path.read_text())
+                t = run["timings"].get("train_samples_per_s")
+                if t and experiment == "moons-mlp" and i >= 2:
+                    t.update({k: t[k] * 0.5 for k in ("median", "q1", "q3")}, raw=[v * 0.5 for v in t["raw"]])
+                log_run(run, [], uri, HISTORY_EXPERIMENT, results)
+        assert end_parent(uri, results, "FINISHED")
+    return results
+
+
+def test_history_table_and_json_name_the_commit_that_slowed(history_store, capsys):
+    assert cli.main(["history", "--results", str(history_store)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"history of {HISTORY_EXPERIMENT} in sqlite:///")
+    assert all(c in out for c in COMMITS) and "train samples/s" in out
+    assert out.count("◆ train samples/s stepped") == 1
+    step = next(line for line in out.splitlines() if "◆ train samples/s stepped" in line)
+    assert "x0.5 (slower" in step and step.endswith(f"between {COMMITS[1]} and {COMMITS[2]}")
+    out_file = history_store / "history.json"
+    assert cli.main(["history", "--results", str(history_store), "--json", "--out", str(out_file)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert json.loads(out_file.read_text())["experiment"] == HISTORY_EXPERIMENT
+    found = {(s["experiment"], s["backend"]): s for s in data["series"]}
+    assert set(found) == {("moons-logistic", "numpy"), ("moons-mlp", "numpy")}
+    assert [len(s["points"]) for s in found.values()] == [4, 4]
+    assert found["moons-logistic", "numpy"]["change_points"] == []
+    (step,) = found["moons-mlp", "numpy"]["change_points"]
+    assert step["figure"] == "train_samples_per_s" and step["verdict"] == "slower"
+    assert step["commit"] == COMMITS[2] and step["ratio"] == pytest.approx(0.5) and step["p_value"] < 0.05
+
+
+def test_history_bad_input_names_the_fix(history_store, tmp_path, capsys):
+    assert cli.main(["history", "--results", str(history_store), "--experiment", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "no MLflow experiment 'nosuch'" in err and HISTORY_EXPERIMENT in err and "--experiment NAME" in err
+    assert cli.main(["history", "--results", str(tmp_path)]) == 2
+    assert "pass --experiment NAME" in capsys.readouterr().err
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # about 45 s on the 2-core machine: mlflow ui starts its server
 def test_ui_serves_the_runs_of_the_embedded_store(store):
     """The real `mlflow ui` on results/mlflow.db: its REST API lists the kept run."""
     results, runs = store
