@@ -51,6 +51,11 @@ COMMANDS: dict[str, Command] = {
         "time each backend in its own process, as a pipeline job does",
         "fwbench microbench --backends torch jax fused --threads 1 --repeats 9",
     ),
+    "history": Command(
+        "workflow.lib.history",
+        "every commit's figures from the MLflow store: a table per series, change points, --json",
+        "fwbench history --results results --figure train_samples_per_s",
+    ),
     "ui": Command(
         "workflow.scripts.mlflow_ui",
         "the MLflow UI on the run's store (a server's address for a tracking server)",
@@ -79,7 +84,8 @@ def _help(name: str, command: Command, main) -> int:
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
         main(["--help"])
-    text = re.sub(r"^usage: \S+(?: -m \S+)?", f"usage: fwbench {name}", out.getvalue(), count=1)
+    # The module's prog (`python -m MODULE`, `MODULE.py` or already `fwbench NAME`) becomes `fwbench NAME`.
+    text = re.sub(rf"^usage: (?:fwbench {name}\b|\S+(?: -m \S+)?)", f"usage: fwbench {name}", out.getvalue(), count=1)
     print(f"{text.rstrip()}\n\nexample:\n  {command.example}")
     return 0
 

@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         "gc",
         "--backend-store-uri",
         uri,
+        "--tracking-uri",  # mlflow gc refuses to run without one; the same store resolves the artifacts
+        uri,
         "--run-ids",
         ",".join(r["run_id"] for r in runs),
     ]
