@@ -15,8 +15,9 @@ same pipeline run (see reports.baselines); a ratio is flagged only when it moved
 stated factor and a Mann-Whitney U test on the raw samples says the move is significant (p < 0.05,
 workflow/lib/stats.py compare_samples: each row's verdict is "no change", "faster", "slower" or
 "not comparable"), and fails only with --fail-on-throughput or "throughput": {"fail": true} in the
-baselines. Ratios of runs whose environment fingerprint differs from the recorded one are
-printed as not comparable. Exit 0 with "all N checks passed" otherwise; exit 2 on bad input.
+baselines. Ratios of runs whose environment fingerprint differs from the recorded one, or timed
+under foreign load (another process's share of the CPU is not the code's), are printed as not
+comparable. Exit 0 with "all N checks passed" otherwise; exit 2 on bad input.
 Failures listed in reports/known_failures.yaml (each with its reason) are shown as KNOWN and do
 not fail; a listed failure that now passes is noted. Beside the printed table, every check goes to
 a JUnit XML file (a test case each, for CI test views) and, with --markdown, to a markdown summary
@@ -209,6 +210,11 @@ def _parity(exp: str, label: str, run: dict) -> list[Check]:
     return [row]
 
 
+def foreign(flags: list[str] | None) -> bool:
+    """Whether a run's timing was flagged for foreign load (its figures say nothing about the code)."""
+    return any(f.startswith("foreign load") for f in flags or [])
+
+
 def _flags(exp: str, label: str, run: dict) -> list[Check]:
     """Timing proof, judged from the figures themselves (a results file cannot talk its way past it):
     CPU/wall above threads x CPU_WALL_TOLERANCE or a speed above the machine ceiling fail; the run's
@@ -261,6 +267,10 @@ def _throughput(
         fp_run, fp_den = fingerprint(run), fingerprint(den) if den else None
         if a is None or b is None:
             row.verdict, row.note = f"not comparable: no {kind} throughput for this run or {den_label}", True
+        elif foreign(run.get("flags")) or foreign(den.get("flags")):
+            row.got = f"{a / b:.3g}"
+            row.verdict = "not comparable: timed under foreign load (rerun on an idle machine)"
+            row.note = True
         elif fp_run != base.get("fingerprint") or fp_den != exp_base.get("ratio_to_fingerprint"):
             row.got = f"{a / b:.3g}"
             row.verdict = (

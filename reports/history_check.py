@@ -23,7 +23,7 @@ import statistics
 
 from reports import history as hist
 from reports.baselines import DEFAULTS, QUALITY, SPLITS, floor, split_size
-from reports.check import LOWER_IS_BETTER, Check, _flags, _parity, g
+from reports.check import LOWER_IS_BETTER, Check, _flags, _parity, foreign, g
 from reports.results import metric, run_label
 from reports.seeds import seed_groups, timed_runs
 from workflow.lib.stats import compare_samples
@@ -88,14 +88,22 @@ def check(runs: list[dict], history: dict, n: int) -> list[Check]:
 
 
 def _throughput(exp: str, label: str, run: dict, base: list[dict]) -> Check:
+    """Parents timed under foreign load are left out of the pooled baseline, and a run timed under it
+    is not compared: another process's share of the CPU is not a property of the code."""
     _, better, factor = hist.FIGURES["train_samples_per_s"]
     this = ((run.get("timings") or {}).get("train_samples_per_s") or {}).get("raw") or []
-    pooled = [v for p in base for v in (p["figures"].get("train_samples_per_s") or {}).get("samples") or []]
+    clean = [p for p in base if not foreign(p.get("flags"))]
+    pooled = [v for p in clean for v in (p["figures"].get("train_samples_per_s") or {}).get("samples") or []]
     c = compare_samples(this, pooled, factor, higher_is_better=better)
     expected = statistics.median(pooled) if pooled else None
     got = statistics.median(this) if this else None
     row = Check(exp, label, "train samples/s", g(expected), g(got), f"x/÷{factor:g}, p < 0.05", "")
-    if c.verdict == "slower":
+    if foreign(run.get("flags")):
+        row.verdict, row.note = "not comparable: timed under foreign load (rerun on an idle machine)", True
+    elif not clean:
+        row.verdict = f"not comparable: all {len(base)} parents were timed under foreign load"
+        row.note = True
+    elif c.verdict == "slower":
         row.verdict, row.fails = f"SLOWER x{c.ratio:.3g} ({c.reason})", True
     elif c.verdict == "faster":
         row.verdict, row.note = f"faster x{c.ratio:.3g} ({c.reason})", True

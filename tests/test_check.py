@@ -270,6 +270,20 @@ def test_throughput_with_another_fingerprint_is_not_comparable(work):
     assert not [line for line in out.splitlines() if "speed /" in line and "FLAGGED" in line], out
 
 
+def test_throughput_timed_under_foreign_load_is_not_comparable(work):
+    """A tenfold slowdown measured while another process held the CPU says nothing about the code."""
+
+    def loaded(d):
+        _speed_up(0.1)(d)
+        d["flags"] = [*d.get("flags", []), "foreign load: other processes used 60% of the timed CPUs"]
+
+    edit(work, "moons-mlp", "jax-eager-cpu", loaded, timed_only=True)
+    code, out = run_check(work, "--fail-on-throughput")
+    assert code == 0, out
+    assert "timed under foreign load" in row(out, "moons-mlp", "jax-eager-cpu", "train speed")
+    assert "FLAGGED: foreign load" in row(out, "moons-mlp", "jax-eager-cpu", "timing")
+
+
 def test_baselines_are_medians_over_seeds_with_a_tolerance_from_their_spread(trained):
     data = json.loads((trained / "baselines.json").read_text())
     assert "max(k * std / sqrt(n), floor)" in data["method"] and "k = 3" in data["method"]

@@ -1,6 +1,7 @@
 """The locks, the requirements they are compiled from, the rules' conda environments and the
 installed venv agree; the fingerprint moves with any installed distribution's version."""
 
+import json
 import re
 import subprocess
 import sys
@@ -95,6 +96,18 @@ def test_installed_distributions_match_the_locks():
     assert not sorted(set(locked) - set(present)), "rerun bash workflow/run-tests.sh to install the locks"
     assert {n: v for n, v in present.items() if n in locked} == locked
     assert not lockfile.extras([ROOT / "requirements.lock", ROOT / lockfile.DEV_LOCK], present)
+
+
+def test_installed_distributions_do_not_depend_on_what_was_imported():
+    """Importing setuptools puts its vendored distributions on sys.path; the list (and the fingerprint
+    built on it) is the environment's, whatever the process imported first."""
+    code = "import json, sys; from workflow.lib import lockfile; a = lockfile.installed(); import setuptools; "
+    code += "sys.stdout.write(json.dumps([a == lockfile.installed(), any('_vendor' in p for p in sys.path)]))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    same, vendored = json.loads(done.stdout)
+    assert same, "lockfile.installed() changed after `import setuptools`"
+    if not vendored:
+        pytest.skip("this setuptools does not put its _vendor folder on sys.path")
 
 
 def test_pip_check_is_clean():

@@ -59,6 +59,31 @@ def test_no_step_in_noise_alone():
         assert steps(levels, spread=0.2, seed=seed) == [], seed
 
 
+def test_the_check_against_history_leaves_foreign_load_out():
+    from reports.history_check import _throughput
+
+    def point(level, flags=()):
+        return {
+            "figures": {"train_samples_per_s": {"samples": [level * (1 + 0.01 * i) for i in range(5)]}},
+            "flags": list(flags),
+        }
+
+    def run(level, flags=()):
+        return {
+            "timings": {"train_samples_per_s": {"raw": [level * (1 + 0.01 * i) for i in range(5)]}},
+            "flags": list(flags),
+        }
+
+    loaded = ["foreign load: other processes used 51% of the timed CPUs"]
+    assert _throughput("e", "b", run(40), [point(100)] * 3).fails
+    row = _throughput("e", "b", run(40, loaded), [point(100)] * 3)
+    assert not row.fails and "timed under foreign load" in row.verdict
+    # a parent slowed by another process is not the baseline: the clean ones are
+    row = _throughput("e", "b", run(100), [point(100), point(40, loaded), point(100)])
+    assert not row.fails and row.expected == "102" and row.verdict.startswith("pass")
+    assert "not comparable" in _throughput("e", "b", run(100), [point(40, loaded)]).verdict
+
+
 # -- for real: the pipeline at four commits of a scratch repository ----------------------------
 
 SLOWER = """                Xb, Yb = X.copy()[idx], Y.copy()[idx]  # a host copy of the training set per step
@@ -132,6 +157,7 @@ def check_against_history(repo: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # it judges speed between commits: timed alone, after the parallel phase
 def test_history_names_the_commit_that_slowed_a_backend(tmp_path):
     repo = tmp_path / "repo"
     scratch_repository(repo)

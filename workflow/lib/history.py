@@ -162,6 +162,7 @@ def _point(client: MlflowClient, parent: dict, experiment: str, backend: str, de
         "like": like,
         "fingerprint": t.get("fingerprint"),
         "variant": t.get("variant"),
+        "flags": [f for f in (t.get("flags") or "").split("; ") if f],  # the timed run's (tracking.py)
         "versions": {k.removeprefix("version."): v for k, v in sorted(t.items()) if k.startswith("version.")},
         "seeds": [_seed(r) for r in rs],
         "run_ids": [r.info.run_id for r in rs],

@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import sys
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
@@ -65,12 +66,16 @@ def sha256(path: Path) -> str:
 
 
 def installed() -> dict[str, str]:
-    """Every distribution the running interpreter sees, {canonical name: version}; where two share a
-    name, the first on sys.path (the one `import` finds), as importlib.metadata.version does."""
+    """Every distribution installed in the running environment, {canonical name: version}.
+
+    Only the environment's own site-packages are read, not sys.path: importing setuptools appends
+    its `_vendor` folder (jaraco-*, more-itertools, ...) to sys.path, which would otherwise make the
+    list, and the fingerprint built on it, depend on what the process happened to import first."""
     from packaging.utils import canonicalize_name
 
+    paths = list(dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib")))
     out: dict[str, str] = {}
-    for dist in metadata.distributions():
+    for dist in metadata.distributions(path=paths):
         name = dist.metadata["Name"]
         if name:
             out.setdefault(canonicalize_name(name), dist.version)
