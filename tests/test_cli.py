@@ -62,6 +62,8 @@ def test_run_short_forms_join_the_users_config():
     cmd = snakemake_command(["--cores", "2", "--config", "seeds=[0]", "--backends", "jax"])
     assert "all" not in cmd and cmd.count("--config") == 1
     assert cmd[cmd.index("--config") + 1 :] == ["backends=[jax]", "seeds=[0]"]
+    cmd = snakemake_command(["--executor", "slurm", "--workflow-profile", "profiles/slurm"])
+    assert cmd.count("--workflow-profile") == 1 and cmd[cmd.index("--workflow-profile") + 1] == "profiles/slurm"
 
 
 def test_run_dry_runs_the_real_pipeline(tmp_path):

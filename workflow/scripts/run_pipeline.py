@@ -2,7 +2,8 @@
 
 --experiments and --backends are short for `--config experiments=[...] backends=[...]`; every other
 argument goes to snakemake as it is (e.g. --configfile config/test.yaml, -n, a target file).
-Without --cores/--jobs it runs on every core, as `bash workflow/run-benchmark.sh` does.
+Without --cores/--jobs it runs on every core, as `bash workflow/run-benchmark.sh` does; without
+--workflow-profile it takes profiles/default (e.g. `--executor slurm --workflow-profile profiles/slurm`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ def snakemake_command(argv: list[str]) -> list[str]:
     items = [
         f"{key}=[{','.join(v)}]" for key, v in (("experiments", args.experiments), ("backends", args.backends)) if v
     ]
-    cmd = [_snakemake(), "--workflow-profile", PROFILE]
+    cmd = [_snakemake()]
+    if not any(a == "--workflow-profile" or a.startswith("--workflow-profile=") for a in rest):
+        cmd += ["--workflow-profile", PROFILE]  # the user's own (e.g. profiles/slurm) replaces it
     if not any(a in CORES_FLAGS or a.startswith(("--cores=", "--jobs=")) for a in rest):
         cmd += ["--cores", "all"]
     if items:
