@@ -128,7 +128,7 @@ def test_fingerprint_records_the_lock_and_every_distribution():
 
 
 def _shadow(site: Path, name: str, version: str) -> None:
-    """A distribution's metadata ahead of the real one on sys.path: importlib.metadata sees this version."""
+    """A distribution's metadata in a folder read before the real site-packages: this version is seen."""
     for old in site.glob(f"{name}-*.dist-info"):
         for f in old.iterdir():
             f.unlink()
@@ -141,7 +141,8 @@ def _shadow(site: Path, name: str, version: str) -> None:
 @pytest.mark.parametrize("name", ["scipy", "protobuf"])  # neither among the 12 framework packages shown in tables
 def test_a_changed_package_version_changes_the_fingerprint(tmp_path, monkeypatch, name):
     before = fingerprint("cpu", {}, 1, "float32")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    site = lockfile.site_dirs()
+    monkeypatch.setattr(lockfile, "site_dirs", lambda: [str(tmp_path), *site])  # first in the environment
     _shadow(tmp_path, name, "0.0.1")
     after = fingerprint("cpu", {}, 1, "float32")
     assert after["distributions"][name] == "0.0.1" != before["distributions"][name]

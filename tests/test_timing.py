@@ -88,6 +88,7 @@ except Timeout:
 
 
 @two_cpus
+@pytest.mark.serial  # needs both CPUs to itself to show CPU/wall above 1
 def test_more_threads_than_asked_are_flagged(tmp_path):
     """A section given two CPUs while it claims one thread, running a two-thread BLAS: flagged."""
     from threadpoolctl import threadpool_limits
@@ -137,6 +138,7 @@ BURN = (
 
 
 @two_cpus
+@pytest.mark.serial  # judges CPU/wall and foreign load: needs the machine to itself
 def test_the_jobs_own_children_are_not_foreign(tmp_path):
     """A compiler-like subprocess the job starts and waits for, on the slot's CPU, inside the quoted part:
     its CPU time is the job's (RUSAGE_CHILDREN), so CPU/wall stays near 1 and nothing is flagged."""
@@ -149,6 +151,7 @@ def test_the_jobs_own_children_are_not_foreign(tmp_path):
 
 
 @two_cpus
+@pytest.mark.serial  # judges CPU/wall and foreign load: needs the machine to itself
 def test_foreign_load_is_judged_on_the_quoted_part(tmp_path):
     """Another process busy on the slot's CPU while the section compiles (unquoted) is not held against
     the quoted figure; the same process during the quoted part is flagged."""

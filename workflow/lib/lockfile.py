@@ -65,6 +65,11 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def site_dirs() -> list[str]:
+    """The running environment's site-packages folders (pure and platform), in import order."""
+    return list(dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib")))
+
+
 def installed() -> dict[str, str]:
     """Every distribution installed in the running environment, {canonical name: version}.
 
@@ -73,9 +78,8 @@ def installed() -> dict[str, str]:
     list, and the fingerprint built on it, depend on what the process happened to import first."""
     from packaging.utils import canonicalize_name
 
-    paths = list(dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib")))
     out: dict[str, str] = {}
-    for dist in metadata.distributions(path=paths):
+    for dist in metadata.distributions(path=site_dirs()):
         name = dist.metadata["Name"]
         if name:
             out.setdefault(canonicalize_name(name), dist.version)
