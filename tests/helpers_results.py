@@ -194,10 +194,21 @@ _SHARED: dict[int, Path] = {}
 
 
 def shared_tree(tmp_path_factory: pytest.TempPathFactory, seed: int = 0) -> Path:
-    """The problems=True tree of `seed`, built at most once per test session and shared by every
-    test module that asks (read it, or copy it before editing)."""
+    """The problems=True tree of `seed`, built at most once per test session, across pytest-xdist's
+    workers too (the first to ask builds it under a file lock in their common temporary folder, the
+    others wait and read it), and shared by every test module that asks (read it, or copy it before
+    editing)."""
     if seed not in _SHARED:
-        root = tmp_path_factory.mktemp(f"results-seed{seed}") / "results"
-        build_results(root, seed=seed, problems=True)
-        _SHARED[seed] = root
+        from filelock import FileLock
+
+        base = tmp_path_factory.getbasetemp()
+        if base.name.startswith("popen-gw"):  # an xdist worker's own folder: the session's is its parent
+            base = base.parent
+        folder = base / f"shared-results-seed{seed}"
+        with FileLock(str(folder) + ".lock"):
+            if not (folder / "complete").exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                build_results(folder / "results", seed=seed, problems=True)
+                (folder / "complete").touch()
+        _SHARED[seed] = folder / "results"
     return _SHARED[seed]
