@@ -39,7 +39,7 @@ from reports.results import (
     num,
     reference_name,
 )
-from workflow.lib.stats import level_label
+from workflow.lib.stats import ALPHA, level_label
 
 HERE = Path(__file__).parent
 CSS = (HERE / "report.css").read_text()
@@ -124,6 +124,7 @@ TEMPLATES.globals.update(
     deviation_class=deviation_class,
     fingerprint_index=fingerprint_index,
     speed_class=overview.speed_class,
+    short_backend=overview.short_backend,
     mlflow_link=overview.mlflow_link,
 )
 
@@ -140,8 +141,13 @@ def first_screen(runs: list[dict]) -> str:
     levels = overview.SPEED_LEVELS
     legend = [("sp0", "1.00")] + [(f"sp{i}", f"≥ {v:g}") for i, v in enumerate(levels[1:], 1)]
     legend.append((f"sp{len(levels)}", f"< {levels[-1]:g}"))
+    rule = f"a difference needs a ratio beyond ×/÷{compare.SPEED_BAND:g} and Mann-Whitney p < {ALPHA:g}"
     return _render(
-        "overview.html.j2", matrix=overview.speed_matrix(runs), legend=legend, mlflow=overview.mlflow_stores(runs)
+        "overview.html.j2",
+        matrix=overview.speed_matrix(runs),
+        legend=legend,
+        mlflow=overview.mlflow_stores(runs),
+        band_rule=rule + " on the raw timed samples",
     )
 
 
