@@ -160,13 +160,14 @@ def speed_matrix(runs: list[dict]) -> dict:
         known = {k: v for k, v in speeds.items() if v is not None}
         best = max(known, key=known.get) if known else None
         fastest = known.get(best) if best else None
+        top = by_key.get((exp, best))  # the fastest cell's runs
         exp_runs = [r for label in labels for r in by_key.get((exp, label), [])]
         rows.append(
             {
                 "experiment": exp,
                 "cells": {
-                    label: _cell(by_key[(exp, label)], fastest, by_key.get((exp, best))) if (exp, label) in by_key
-                    else None for label in labels
+                    label: _cell(by_key[key], fastest, top) if (key := (exp, label)) in by_key else None
+                    for label in labels
                 },  # fmt: skip
                 "fastest": None if best is None else {"label": best, "median": fastest},
                 "verdict": verdict(exp_runs),
