@@ -155,8 +155,7 @@ def test_every_run_links_to_its_mlflow_run(results):
     first, what = H.first_screen(runs), H.what_was_run(runs, results)
     for html in (first, what):
         assert f'href="{url}"' in html
-        assert str(escape(f"MLflow run run-numpy: serve the store with `{command}`")) in html
-        assert str(escape("http://127.0.0.1:5000/#/experiments/1/runs/run-numpy")) in html
+        assert str(escape("MLflow run run-numpy: http://127.0.0.1:5000/#/experiments/1/runs/run-numpy once")) in html
         assert "MLflow logging failed: OperationalError: database is locked" in html
         assert "not logged to MLflow" in html
     assert '<code class="copy"' in first and str(escape(command)) in first
