@@ -184,7 +184,13 @@ def _as_backend(run: dict, backend: str, speed: float, rng: np.random.Generator)
         t["train_samples_per_s"] = processes_timing(t["train_samples_per_s"]["median"] * speed, rng)
         for k in ("median", "q1", "q3"):
             t["inference_samples_per_s"][k] *= speed
-        t["inference_samples_per_s"]["raw"] = [v * speed for v in t["inference_samples_per_s"]["raw"]]
+        inference = t["inference_samples_per_s"]
+        inference["raw"] = [v * speed for v in inference["raw"]]
+        if inference.get("interval"):
+            inference["interval"] = {**inference["interval"], "low": inference["interval"]["low"] * speed,
+                                     "high": inference["interval"]["high"] * speed}  # fmt: skip
+        if inference.get("ci95"):
+            inference["ci95"] = [v * speed for v in inference["ci95"]]
         t["variant"] = entry.mode
     return run
 

@@ -25,7 +25,7 @@ FIRST_SCREEN = """() => {
             visible: b.width > 0 && b.height > 0}; };
   const wrap = document.querySelector('table.matrix').parentElement;
   const s = document.scrollingElement;
-  return {boxes: [...document.querySelectorAll('table.matrix, table.matrix .verdict, header .machine')].map(box),
+  return {boxes: [...document.querySelectorAll('table.matrix, table.matrix td.verdict, header .machine')].map(box),
           page: {scrollWidth: s.scrollWidth, clientWidth: s.clientWidth},
           wrap: {scrollWidth: wrap.scrollWidth, clientWidth: wrap.clientWidth}};
 }"""
