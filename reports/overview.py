@@ -23,7 +23,7 @@ from typing import Any
 
 from reports import seeds
 from reports.results import fingerprint, labels_in_order, num, run_label, sort_key, throughput, timing
-from workflow.lib.stats import compare_samples
+from workflow.lib.stats import ALPHA, compare_samples
 
 SPEED_LEVELS = (1.0, 0.8, 0.5, 0.25, 0.1)  # report.css: td.sp0 (the fastest) ... td.sp5 (under 10% of it)
 UI_PORT = 5000
@@ -71,6 +71,15 @@ def mlflow_link(run: dict) -> dict:
     # the command itself is shown once, under the matrix (mlflow_stores): repeated per run it cost ~150 KB
     note = f"MLflow run {run_id}: http://127.0.0.1:{UI_PORT}/{path} once `mlflow ui` serves the store (see Overview)"
     return {"run_id": run_id, "url": None, "command": command, "note": note}
+
+
+def significance_rule() -> str:
+    """What versus_fastest calls a difference, for the legend."""
+    from reports.compare import SPEED_BAND
+
+    return (
+        f"a difference needs a ratio beyond ×/÷{SPEED_BAND:g} and Mann-Whitney p < {ALPHA:g} on the raw timed samples"
+    )
 
 
 def versus_fastest(rs: list[dict], fastest_runs: list[dict]) -> dict | None:
