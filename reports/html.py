@@ -124,6 +124,8 @@ TEMPLATES.globals.update(
     deviation_class=deviation_class,
     fingerprint_index=fingerprint_index,
     speed_class=overview.speed_class,
+    short_backend=overview.short_backend,
+    significance_rule=overview.significance_rule,
     mlflow_link=overview.mlflow_link,
 )
 
@@ -209,7 +211,8 @@ def history(results_dir: Path, images: Images, jobs: int = 1) -> str:
             else (f"no history: the store {data.get('tracking_uri')} holds no parent run with finished trainings")
         )
         return _render("history.html.j2", series=[], why=why)
-    experiments = sorted({s["experiment"] for s in found})
+    # one commit: a dot per series, nothing to draw (18 such charts were 5% of the default report)
+    experiments = sorted({s["experiment"] for s in found}) if len(data.get("parents") or []) > 1 else []
     charts = page_figures(
         [
             (partial(history_plots.history_figure, data, exp), f"history of {exp}", exp, f"history-{exp}.png")

@@ -5,6 +5,10 @@
 - machine_line: the CPU, threads, machine ceiling and environment fingerprint(s) in one line;
 - mlflow_link: where a run lives in MLflow (a UI URL, or the command that serves an embedded store).
 
+Each cell also says whether its difference from the fastest is significant, by the project's one rule
+(workflow.lib.stats.compare_samples on the raw timed samples, at the comparison page's factor
+reports.compare.SPEED_BAND): a cell the rule calls "no change" is marked as not distinguishable.
+
 Runs are grouped by (experiment, label) into lists: today one run each; with several seeds per
 training (one run file per seed) a cell takes the median of its runs' medians and counts them.
 """
@@ -19,9 +23,16 @@ from typing import Any
 
 from reports import seeds
 from reports.results import fingerprint, labels_in_order, num, run_label, sort_key, throughput, timing
+from workflow.lib.stats import ALPHA, compare_samples
 
 SPEED_LEVELS = (1.0, 0.8, 0.5, 0.25, 0.1)  # report.css: td.sp0 (the fastest) ... td.sp5 (under 10% of it)
 UI_PORT = 5000
+SHORT_WORDS = {"tensorflow": "tf", "idiomatic": "idiom"}  # the matrix's column headers; full names on hover
+
+
+def short_backend(name: str) -> str:
+    """A backend's name as a narrow column header: tensorflow-eager -> tf-eager, torch-idiomatic -> torch-idiom."""
+    return "-".join(SHORT_WORDS.get(word, word) for word in name.split("-"))
 
 
 def groups(runs: list[dict]) -> dict[tuple[str, str], list[dict]]:
@@ -57,11 +68,34 @@ def mlflow_link(run: dict) -> dict:
     if uri.startswith(("http://", "https://")):
         return {"run_id": run_id, "url": f"{uri.rstrip('/')}/{path}", "command": None, "note": f"MLflow run {run_id}"}
     command = f"mlflow ui --backend-store-uri {shlex.quote(uri)} --port {UI_PORT}"
-    note = f"MLflow run {run_id}: serve the store with `{command}`, then open http://127.0.0.1:{UI_PORT}/{path}"
+    # the command itself is shown once, under the matrix (mlflow_stores): repeated per run it cost ~150 KB
+    note = f"MLflow run {run_id}: http://127.0.0.1:{UI_PORT}/{path} once `mlflow ui` serves the store (see Overview)"
     return {"run_id": run_id, "url": None, "command": command, "note": note}
 
 
-def _cell(rs: list[dict], fastest: float | None) -> dict:
+def significance_rule() -> str:
+    """What versus_fastest calls a difference, for the legend."""
+    from reports.compare import SPEED_BAND
+
+    return (
+        f"a difference needs a ratio beyond ×/÷{SPEED_BAND:g} and Mann-Whitney p < {ALPHA:g} on the raw timed samples"
+    )
+
+
+def versus_fastest(rs: list[dict], fastest_runs: list[dict]) -> dict | None:
+    """compare_samples of a cell's raw timed samples/s against the fastest cell's, at SPEED_BAND: {verdict,
+    ratio, p_value, reason, factor, significant}; None for the fastest cell itself. Another environment
+    fingerprint is "not comparable"."""
+    from reports.compare import SPEED_BAND, raw_speeds  # compare imports this module
+
+    if rs is fastest_runs:
+        return None
+    fps = {fingerprint(r) for r in rs + fastest_runs if r["status"] == "ok"}
+    change = compare_samples(raw_speeds(rs), raw_speeds(fastest_runs), SPEED_BAND, comparable=len(fps) <= 1)
+    return {**change.to_dict(), "factor": SPEED_BAND, "significant": change.verdict in ("faster", "slower")}
+
+
+def _cell(rs: list[dict], fastest: float | None, fastest_runs: list[dict] | None) -> dict:
     finished = [r for r in rs if r["status"] == "ok"]
     median = median_speed(rs)
     ratio = median / fastest if median is not None and fastest else None
@@ -78,6 +112,7 @@ def _cell(rs: list[dict], fastest: float | None) -> dict:
         "variant": timing(head, "variant"),
         "n": len(rs),
         "mlflow": [mlflow_link(r) for r in rs],
+        "vs_fastest": versus_fastest(rs, fastest_runs) if finished and fastest_runs else None,
     }
 
 
@@ -122,7 +157,7 @@ def speed_matrix(runs: list[dict]) -> dict:
 
     row: experiment, cells {label: cell or None (no such run)}, fastest {label, median}, verdict.
     cell: status, ratio (median samples/s over the experiment's fastest), median, q1, q3, unstable,
-    flags, variant, n (runs in the cell: seeds), mlflow (a link per run).
+    flags, variant, n (runs in the cell: seeds), mlflow (a link per run), vs_fastest (versus_fastest).
     """
     by_key = groups(runs)
     devices: dict[str, list[str]] = {d: [] for d in sorted({r["device"] for r in runs}, key=lambda d: (d != "cpu", d))}
@@ -135,12 +170,14 @@ def speed_matrix(runs: list[dict]) -> dict:
         known = {k: v for k, v in speeds.items() if v is not None}
         best = max(known, key=known.get) if known else None
         fastest = known.get(best) if best else None
+        top = by_key.get((exp, best))  # the fastest cell's runs
         exp_runs = [r for label in labels for r in by_key.get((exp, label), [])]
         rows.append(
             {
                 "experiment": exp,
                 "cells": {
-                    label: _cell(by_key[(exp, label)], fastest) if (exp, label) in by_key else None for label in labels
+                    label: _cell(by_key[key], fastest, top) if (key := (exp, label)) in by_key else None
+                    for label in labels
                 },  # fmt: skip
                 "fastest": None if best is None else {"label": best, "median": fastest},
                 "verdict": verdict(exp_runs),

@@ -177,7 +177,18 @@ def _rate(run: dict, kind: str, speedup: float | None) -> dict:
         "q3": num(timing(run, key, "q3")),
         "unstable": bool(timing(run, key, "unstable")),
         "speedup": speedup,
+        "interval": _interval(timing(run, key, "interval")),
+        "within": num(timing(run, key, "within_process_spread")),
+        "between": num(timing(run, key, "between_process_spread")),
+        "processes": len(timing(run, key, "processes") or []),
     }
+
+
+def _interval(iv: Any) -> dict | None:
+    """The order-statistic interval of the median {low, high, level, method}; None where a run has none."""
+    if not isinstance(iv, dict) or num(iv.get("low")) is None or num(iv.get("high")) is None:
+        return None
+    return {"low": num(iv["low"]), "high": num(iv["high"]), "level": num(iv.get("level")), "method": iv.get("method")}
 
 
 def time_to_target(run: dict) -> dict | None:

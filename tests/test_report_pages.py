@@ -22,9 +22,10 @@ from reports import seeds as S
 from reports.results import load_runs, run_label, throughput
 from tests.helpers_results import DIVERGING, FAILING, SEEDS, shared_tree
 from tests.paths import ROOT
-from tests.test_report import CHROMIUM_ARGS, PNG, _chromium_or_skip
+from tests.test_report import PNG, _chromium_or_skip
+from tests.test_report_size import SIZE_BUDGET, assert_on_one_screen, first_screen
+from workflow.lib.stats import compare_samples
 
-SIZE_BUDGET = 3_000_000  # bytes: the default report, one self-contained file
 EXTRA_BACKENDS = {"tensorflow": 0.7, "jax": 1.9, "torch-eager": 0.08, "tensorflow-eager": 0.01}  # speed x torch's
 
 
@@ -117,12 +118,18 @@ def test_first_screen_markup_shows_each_ratio_and_verdict(results):
     moons = O.speed_matrix(runs)["rows"][[r["experiment"] for r in O.speed_matrix(runs)["rows"]].index("moons-mlp")]
     for label, cell in moons["cells"].items():
         if cell and cell["ratio"] is not None:
-            text = "1.00" if cell["ratio"] >= 0.995 else f"{cell['ratio']:.2f}×"
-            assert re.search(rf'<td class="num sp\d" title="{re.escape(label)}: [^"]*">{re.escape(text)}', html), label
+            x = cell["ratio"]
+            text = "1.00" if x >= 0.995 else f"{x:.2f}×" if x >= 0.1 else f"{x:.2g}×"
+            ns = cell["vs_fastest"] is not None and cell["vs_fastest"]["verdict"] == "no change"
+            text = ("≈" if ns else "") + text
+            mark = " ns" if ns else ""
+            assert re.search(
+                rf'<td class="num sp\d{mark}" title="{re.escape(label)}: [^"]*">{re.escape(text)}', html
+            ), label
     badges = {
         "reproduced": "✓ reproduced",
         "partly": ">partly<",
-        "not": "✗ not reproduced",
+        "not": "✗ not<",
         "unfinished": "no run finished",
     }
     for row in O.speed_matrix(runs)["rows"]:
@@ -132,6 +139,57 @@ def test_first_screen_markup_shows_each_ratio_and_verdict(results):
     assert row["cells"]["numpy-cpu"]["verdict"] != S.REPRODUCED  # the reference misses it: named in the tooltip
     said = "within seed range on" if row["cells"]["numpy-cpu"]["verdict"] == S.IN_RANGE else "not reproduced on"
     assert re.search(re.escape(str(escape("test accuracy 0.9225"))) + r"[^\"]*" + said + r" [^\"]*numpy-cpu", html)
+
+
+def test_matrix_marks_differences_from_the_fastest_that_are_not_significant(results, tmp_path):
+    """Each cell against its experiment's fastest by compare_samples at SPEED_BAND on the raw timed samples:
+    a run at 0.97x of the fastest with overlapping samples is marked ≈ (p in its tooltip), one at 0.3x is
+    significantly slower and not marked."""
+    tree = tmp_path / "results"
+    shutil.copytree(results, tree)
+    matrix = O.speed_matrix(load_runs(tree))
+    row = next(r for r in matrix["rows"] if r["experiment"] == "moons-mlp")
+    fastest = row["fastest"]["label"]
+    others = [label for label, c in row["cells"].items() if c and c["ratio"] and label != fastest]
+    top = json.loads((tree / "runs" / "moons-mlp" / fastest / "seed0.json").read_text())["timings"]
+    raw = top["train_samples_per_s"]["raw"]
+
+    def speed_as(factor, n):
+        def edit(run):  # n samples: the short runs' few are too few for a significant difference
+            t = run["timings"]["train_samples_per_s"]
+            t["raw"] = [raw[i % len(raw)] * factor * (1 + 0.001 * i) for i in range(n)]
+            t.update(median=top["train_samples_per_s"]["median"] * factor, q1=None, q3=None)
+
+        return edit
+
+    edit_run(tree, "moons-mlp", others[0], speed_as(0.97, len(raw)))
+    edit_run(tree, "moons-mlp", others[1], speed_as(0.3, 12))
+    runs = load_runs(tree)
+    matrix = O.speed_matrix(runs)
+    for r in matrix["rows"]:
+        top_runs = [x for x in runs if x["experiment"] == r["experiment"] and r["fastest"]
+                    and run_label(x) == r["fastest"]["label"]]  # fmt: skip
+        for label, cell in r["cells"].items():
+            if not cell or cell["status"] != "ok" or not top_runs:
+                continue
+            if label == r["fastest"]["label"]:
+                assert cell["vs_fastest"] is None
+                continue
+            mine = [x for x in runs if x["experiment"] == r["experiment"] and run_label(x) == label]
+            want = compare_samples(K.raw_speeds(mine), K.raw_speeds(top_runs), K.SPEED_BAND)
+            assert cell["vs_fastest"]["verdict"] == want.verdict and cell["vs_fastest"]["p_value"] == want.p_value
+    cells = next(r for r in matrix["rows"] if r["experiment"] == "moons-mlp")["cells"]
+    same, slower = cells[others[0]]["vs_fastest"], cells[others[1]]["vs_fastest"]
+    assert same["verdict"] == "no change" and same["ratio"] == pytest.approx(0.97, rel=0.01)
+    assert slower["verdict"] == "slower" and slower["p_value"] < 0.05
+    html = H.first_screen(runs)
+    p = f"Mann-Whitney p = {same['p_value']:.2g}"
+    assert re.search(rf'<td class="num sp1 ns" title="{others[0]}: [^"]*not significantly different from the '
+                     rf'fastest \({re.escape(p)};[^"]*">≈0\.97×', html)  # fmt: skip
+    assert re.search(rf'<td class="num sp3" title="{others[1]}: [^"]*significantly slower than the fastest '
+                     rf'\(Mann-Whitney p = [^"]*">0\.30×', html)  # fmt: skip
+    legend = " not significantly different from the fastest (a difference needs a ratio beyond ×/÷1.1 and Mann-Whitney"
+    assert f'class="key ns">≈</span>{escape(legend)} p &lt; 0.05' in html
 
 
 def with_mlflow(runs: list[dict]) -> list[dict]:
@@ -155,8 +213,7 @@ def test_every_run_links_to_its_mlflow_run(results):
     first, what = H.first_screen(runs), H.what_was_run(runs, results)
     for html in (first, what):
         assert f'href="{url}"' in html
-        assert str(escape(f"MLflow run run-numpy: serve the store with `{command}`")) in html
-        assert str(escape("http://127.0.0.1:5000/#/experiments/1/runs/run-numpy")) in html
+        assert str(escape("MLflow run run-numpy: http://127.0.0.1:5000/#/experiments/1/runs/run-numpy once")) in html
         assert "MLflow logging failed: OperationalError: database is locked" in html
         assert "not logged to MLflow" in html
     assert '<code class="copy"' in first and str(escape(command)) in first
@@ -239,9 +296,7 @@ def test_comparison_spread_over_seeds_and_other_machines(results):
 
 
 def test_report_first_screen_size_and_console_in_headless_chromium(wide, tmp_path):
-    chromium = _chromium_or_skip()
-    from playwright.sync_api import sync_playwright
-
+    _chromium_or_skip()
     out = tmp_path / "report" / "index.html"
     proc = subprocess.run(
         [sys.executable, "-m", "reports.html", "--results", str(wide), "--out", str(out)],
@@ -253,34 +308,13 @@ def test_report_first_screen_size_and_console_in_headless_chromium(wide, tmp_pat
     page = out.read_text()
     uris = re.findall(r'<img[^>]+src="(data:image/png;base64,[^"]+)"', page)
     assert len(uris) >= 12 and len(set(uris)) == len(uris), "every image is embedded once"
-    errors = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        try:
-            pg = browser.new_page(viewport={"width": 1400, "height": 900})
-            pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            pg.on("pageerror", lambda e: errors.append(str(e)))
-            pg.goto(out.as_uri(), wait_until="load")
-            width = pg.evaluate("document.documentElement.scrollWidth")
-            boxes = pg.evaluate(
-                """() => [...document.querySelectorAll('table.matrix, table.matrix td.verdict, header .machine')]
-                   .map(e => { const b = e.getBoundingClientRect();
-                               return {what: e.className || e.tagName, top: b.top, bottom: b.bottom, right: b.right,
-                                       visible: b.width > 0 && b.height > 0}; })"""
-            )
-            cells = pg.evaluate("document.querySelectorAll('table.matrix td[class*=sp]').length")
-            shot = out.parent / "first-screen.png"
-            pg.screenshot(path=str(shot))  # the viewport: what a reader sees without scrolling
-        finally:
-            browser.close()
-    assert errors == [], f"console errors: {errors}"
-    assert width <= 1400, f"the page is {width}px wide: something overflows horizontally at 1400px"
+    shot = out.parent / "first-screen.png"
+    found = first_screen(out, shot)
+    assert_on_one_screen(found)
     runs = load_runs(wide)
-    assert cells == len({r["experiment"] for r in runs}) * len({run_label(r) for r in runs})
-    verdicts = [b for b in boxes if b["what"] == "verdict"]
+    assert page.count('<td class="num sp') == len({r["experiment"] for r in runs}) * len({run_label(r) for r in runs})
+    verdicts = [b for b in found["boxes"] if b["what"] == "TD.verdict"]
     assert len(verdicts) == len({r["experiment"] for r in runs})
-    outside = [b for b in boxes if not (b["visible"] and b["top"] >= 0 and b["bottom"] <= 900 and b["right"] <= 1400)]
-    assert outside == [], f"not on the first screen (1400x900): {outside}"
     assert shot.read_bytes().startswith(PNG)
     print(f"first screen: {shot}; report {size / 1e6:.2f} MB")
 

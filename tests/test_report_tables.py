@@ -3,6 +3,7 @@ runner on real backends (tests/helpers_results.py): every figure in a row is the
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -164,6 +165,37 @@ def test_throughput_table_covers_finished_runs_with_speedups(runs):
     assert blobs["reached"] is False and blobs["metric"] == "accuracy" and not blobs["lower_is_better"]
     hotels = next(r for r in rows if r["experiment"] == "hotels-mlp")["time_to_target"]
     assert hotels["metric"] == "mse" and hotels["lower_is_better"]
+
+
+def test_throughput_rows_carry_the_interval_and_the_process_spreads(runs):
+    """A run timed in 3 fresh processes (summarized by the runner's own summarize) shows its interval at
+    its real level and its within/between-process spreads; an old run without them shows nothing."""
+    from reports import html as H
+    from workflow.lib.timing import summarize
+
+    runs = copy.deepcopy(runs)
+    timed = [r for r in runs if r["status"] == "ok" and S.is_timed(r)]
+    groups = [[100.0, 102.0, 101.0], [110.0, 111.0, 109.0], [95.0, 96.0, 97.0]]
+    timed[0]["timings"]["train_samples_per_s"] = summarize([], groups)
+    for k in ("interval", "processes", "within_process_spread", "between_process_spread"):
+        timed[1]["timings"]["train_samples_per_s"].pop(k, None)  # a result written before they existed
+    rows = {(r["experiment"], r["backend"], r["device"]): r for r in T.throughput_table(timed)}
+    new = rows[(timed[0]["experiment"], timed[0]["backend"], timed[0]["device"])]["train"]
+    assert new["interval"] == {
+        "low": 96.0,
+        "high": 110.0,
+        "level": 0.75,
+        "method": "order statistics of 3 process medians",
+    }
+    assert new["within"] == pytest.approx(1 / 101) and new["between"] == pytest.approx(110 / 96 - 1)
+    assert new["processes"] == 3
+    old = rows[(timed[1]["experiment"], timed[1]["backend"], timed[1]["device"])]["train"]
+    assert old["interval"] is None and old["within"] is None and old["between"] is None and old["processes"] == 0
+    html = H.throughput(timed)
+    assert (
+        '96–110 <span class="muted small">75% interval</span><br><span class="muted small">1.0% in, 14.6% across 3'
+        in html
+    )
 
 
 def test_parity_table_names_each_runs_role(runs):
