@@ -75,7 +75,9 @@ def loss_and_dlogits(loss: str, z: np.ndarray, y: np.ndarray) -> tuple[float, np
     raise ValueError(f"unknown loss {loss!r}")
 
 
-def gradients(spec: Spec, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> tuple[float, list[np.ndarray]]:
+def gradients(
+    spec: Spec, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray, kinks: KinkWatch | None = None
+) -> tuple[float, list[np.ndarray]]:
     zs, acts = forward(spec, params, X)
     loss, dz = loss_and_dlogits(spec.loss, zs[-1], Y)
     grads: list[np.ndarray] = [np.empty(0)] * len(params)
@@ -84,8 +86,36 @@ def gradients(spec: Spec, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray
         grads[2 * i + 1] = dz.sum(axis=0)
         if i > 0:
             da = dz @ params[2 * i].T
-            dz = da * activation_grad(zs[i - 1], acts[i], spec.activation)
+            slope = activation_grad(zs[i - 1], acts[i], spec.activation)
+            if kinks is not None and spec.activation == "relu":
+                slope = kinks.watch(zs[i - 1], acts[i - 1], params[2 * (i - 1)], params[2 * i - 1], slope)
+            dz = da * slope
     return loss, grads
+
+
+class KinkWatch:
+    """Finds the ReLU pre-activations within float32 rounding of zero, where a float32 run may
+    legitimately take the other side of the kink: |z| <= tolerance x scale, scale = sum_i |a_i w_i| + |b|
+    (the dot's terms). With tolerance float32's eps: the typical rounding error of a float32 dot of
+    n terms of random sign is about u x sqrt(sum of the partial sums' squares) ~ u x scale (u = eps/2),
+    so this is about two of its standard deviations. With flip, those entries take the other side
+    (their ReLU slope 0 <-> 1): the trajectory a crossing leads to, whose distance from the plain one
+    measures what crossings can do to the loss curve (workflow/lib/parity.py)."""
+
+    def __init__(self, tolerance: float, flip: bool = False) -> None:
+        self.tolerance, self.flip = tolerance, flip
+        self.step, self.first_step, self.entries = 0, None, 0
+
+    def watch(self, z: np.ndarray, a: np.ndarray, w: np.ndarray, b: np.ndarray, slope: np.ndarray) -> np.ndarray:
+        scale = np.abs(a) @ np.abs(w) + np.abs(b)
+        near = np.abs(z) <= self.tolerance * scale
+        count = int(near.sum())
+        if count:
+            self.entries += count
+            self.first_step = self.step if self.first_step is None else self.first_step
+            if self.flip:
+                slope = np.where(near, 1 - slope, slope)
+        return slope
 
 
 class Optimizer:
@@ -136,7 +166,11 @@ class NumpyBackend(Backend):
         schedule: Schedule,
         device: str = "cpu",
         record_params: bool = False,
+        kinks: KinkWatch | None = None,
     ) -> TrainResult:
+        """kinks: watch (and with its flip, cross) the ReLU kinks within float32 rounding; extra then
+        holds "kink_crossing_epoch" (1-based, of the first such pre-activation; None: none) and
+        "kink_entries" (how many over the training)."""
         self.check_device(device)
         X, Y = check_inputs(spec, X, Y, init_params, schedule)
         dt = np.dtype(spec.dtype)
@@ -148,8 +182,10 @@ class NumpyBackend(Backend):
             t0 = time.perf_counter()
             total, count = 0.0, 0
             for idx in schedule.batches(epoch):
-                loss, grads = gradients(spec, params, X[idx], Y[idx])
+                loss, grads = gradients(spec, params, X[idx], Y[idx], kinks)
                 opt.step(params, grads)
+                if kinks is not None:
+                    kinks.step += 1
                 total += loss * len(idx)
                 count += len(idx)
             seconds.append(time.perf_counter() - t0)
@@ -162,7 +198,7 @@ class NumpyBackend(Backend):
             epoch_seconds=np.asarray(seconds),
             compile_seconds=0.0,
             param_history=history if record_params else None,
-            extra={"variant": "numpy", "fallback": None},
+            extra={"variant": "numpy", "fallback": None, **_kink_record(kinks, schedule)},
         )
 
     def predict(self, spec: Spec, params: list[np.ndarray], X: np.ndarray, device: str = "cpu") -> np.ndarray:
@@ -172,3 +208,10 @@ class NumpyBackend(Backend):
         dt = np.dtype(spec.dtype)
         zs, _ = forward(spec, [p.astype(dt) for p in params], X.astype(dt))
         return activate(zs[-1], spec.head)
+
+
+def _kink_record(kinks: KinkWatch | None, schedule: Schedule) -> dict:
+    if kinks is None:
+        return {}
+    first = None if kinks.first_step is None else kinks.first_step // schedule.steps_per_epoch + 1
+    return {"kink_crossing_epoch": first, "kink_entries": kinks.entries}

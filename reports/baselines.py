@@ -14,7 +14,7 @@ config's seeds; its results directory is the input. What goes in, per experiment
   max(0.03, 2/n_split), n_split the split's sample count (so one sample flipping never fails the
   check); MSE 10% of the expected value (at least 1e-6).
 - parity: none here. Each run carries its own bound, derived from float32 numerics in the same
-  pipeline run (workflow.lib.runner.parity_bound), so it holds on every CPU.
+  pipeline run (workflow.lib.parity), so it holds on every CPU.
 - variant: the code path each run took (a fallback to another one is flagged by the check).
 - throughput: each run's median samples/s (train and inference; the timed seed) divided by that of one run of
   the same experiment measured in the same pipeline run: the reference backend on CPU, or the

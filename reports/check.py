@@ -196,17 +196,24 @@ def _quality(exp: str, label: str, seeds: list[dict], base: dict) -> list[Check]
 
 
 def _parity(exp: str, label: str, run: dict) -> list[Check]:
-    """The loss curve against the reference's, within the bound of the run's own float32 numerics."""
+    """The loss curve against the reference's, within the bound of the run's own float32 numerics
+    (its worst epoch against that epoch's bound: from the first kink crossing on, the crossing's) and,
+    after a crossing, the final metrics within the reference's seed spread (workflow/lib/parity.py)."""
     p = run.get("parity") or {}
     bound = num(p.get("bound"))
     if bound is None:
         return []
-    got = num(p.get("max_rel_loss_deviation"))
-    row = Check(exp, label, "parity", f"≤ {bound:.3g}", g(got, ".3g"), "float32 numerics", "pass")
+    got, kink = num(p.get("max_rel_loss_deviation")), p.get("kink_crossing_epoch")
+    if kink is not None and p.get("worst_epoch"):  # per-epoch bounds: the epoch nearest its own
+        got, bound = num(p["worst_epoch"]["deviation"]), num(p["worst_epoch"]["bound"])
+    why = "float32 numerics" if kink is None else f"float32 numerics; kink crossing from epoch {kink}"
+    row = Check(exp, label, "parity", f"≤ {bound:.3g}", g(got, ".3g"), why, "pass")
     if got is None or not math.isfinite(got):
         row.verdict, row.fails = "FAILED: no parity value", True
     elif got > bound:
         row.verdict, row.fails = "BEYOND BOUND", True
+    elif p.get("within_seed_spread") is False:
+        row.verdict, row.fails = "BEYOND SEED SPREAD", True
     return [row]
 
 

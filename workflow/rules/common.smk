@@ -68,6 +68,6 @@ def train_inputs(wildcards):
         "machine": "results/machine.json",
     }
     if wildcards.backend != backends.REFERENCE and backends.REFERENCE in PLAN.backends:
-        seeds = PLAN.seeds_for(wildcards.backend)
+        seeds = PLAN.seeds_for(backends.REFERENCE)  # all of them: parity judges final metrics on their spread
         inputs["reference"] = [run_file(e, backends.REFERENCE, "cpu", s) for e in exps for s in seeds]
     return inputs

@@ -78,7 +78,12 @@ for group in PLAN.train_groups():
             py=PY,
             experiments=" ".join(group.experiments),
             seeds=" ".join(map(str, group.seeds)),
-            reference=f" --reference-backend {backends.REFERENCE}" if backends.REFERENCE in PLAN.backends else "",
+            reference=(
+                f" --reference-backend {backends.REFERENCE} --reference-seeds "
+                + " ".join(map(str, PLAN.seeds_for(backends.REFERENCE)))
+                if backends.REFERENCE in PLAN.backends
+                else ""
+            ),
             uri=config["mlflow"]["tracking_uri"] or "",
             experiment=config["mlflow"]["experiment"],
             repeats=config["repeats"],

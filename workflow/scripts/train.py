@@ -28,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resolved", required=True, help="results/experiments.json: name -> resolved experiment")
     ap.add_argument("--seeds", type=int, nargs="+", required=True)
     ap.add_argument("--reference-backend", default="", help="parity against this backend's run results (cpu)")
+    ap.add_argument(
+        "--reference-seeds",
+        type=int,
+        nargs="*",
+        default=None,
+        help="the seeds the reference trained (default: --seeds): parity judges final metrics against their spread",
+    )
     ap.add_argument("--machine", default="", help="results/machine.json, for the ceiling")
     ap.add_argument("--threads", type=int, required=True)
     ap.add_argument("--repeats", type=int, required=True)
@@ -92,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset = Path(args.results) / "datasets" / f"{exp.dataset}.npz"
         references = {}
         if args.reference_backend and args.reference_backend != args.backend:
-            for seed in args.seeds:
+            for seed in sorted({*args.seeds, *(args.reference_seeds or [])}):
                 ref = Path(run_file(name, args.reference_backend, "cpu", seed, args.results))
                 references[seed] = json.loads(ref.read_text())
         for result in run_job(exp, args.backend, args.device, dataset, cfg, references):
