@@ -88,9 +88,9 @@ def test_the_check_against_history_leaves_foreign_load_out():
 
 SLOWER = """                Xb, Yb = X.copy()[idx], Y.copy()[idx]  # a host copy of the training set per step
                 gradients(spec, params, Xb, Yb)  # and an extra pass: every step's work twice
-                loss, grads = gradients(spec, params, Xb, Yb)
+                loss, grads = gradients(spec, params, Xb, Yb, kinks)
 """
-STEP = "                loss, grads = gradients(spec, params, X[idx], Y[idx])\n"
+STEP = "                loss, grads = gradients(spec, params, X[idx], Y[idx], kinks)\n"
 TINY = {
     "experiments": ["moons-logistic"],
     "backends": ["numpy", "fused"],

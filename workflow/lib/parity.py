@@ -82,7 +82,8 @@ def epoch_bounds(float32_error: dict | None, dtype: str, epochs: int) -> list[fl
     if first is None or crossing is None or dtype == "float64":
         return [bound] * epochs
     so_far = np.maximum.accumulate(np.asarray(crossing, dtype=np.float64))
-    return [bound if e + 1 < first else max(bound, PARITY_FACTOR * float(so_far[e])) for e in range(epochs)]
+    last = len(so_far) - 1  # a curve longer than the record keeps its largest deviation so far
+    return [bound if e + 1 < first else max(bound, PARITY_FACTOR * float(so_far[min(e, last)])) for e in range(epochs)]
 
 
 def seed_spread(references: dict[int, dict], keys: tuple[str, ...]) -> dict[str, float]:
