@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 
 import backends
-from tests.helpers_results import write_dataset
+from tests.helpers_results import sweep_point, write_dataset
 from tests.paths import ROOT
 from workflow.lib import catalogue, plan, runner
 from workflow.lib.runner import JobConfig, run_job
@@ -295,21 +295,7 @@ def _write_sweeps(results_dir: Path, config: dict, rng: np.random.Generator) -> 
                         / (v / 16 if axis == "width" else 1)
                     )
                     g = rate * 1e-5 * (v / 16 if axis == "width" else 1)
-                    points.append(
-                        {
-                            "axis": axis,
-                            "value": v,
-                            "batch_size": batch,
-                            "width": v if axis == "width" else 4,
-                            "hidden": [4, 2],
-                            "status": "ok",
-                            "train_samples_per_s": rate,
-                            "seconds_per_step": batch / rate,
-                            "gflops": g,
-                            "percent_of_ceiling": 100 * g / ceiling,
-                            "flags": [],
-                        }
-                    )
+                    points.append(sweep_point(axis, v, batch, v if axis == "width" else 4, rate, g, ceiling))
             out = {
                 "schema_version": 1,
                 "sweep": sweep,

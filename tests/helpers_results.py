@@ -212,3 +212,20 @@ def shared_tree(tmp_path_factory: pytest.TempPathFactory, seed: int = 0) -> Path
                 (folder / "complete").touch()
         _SHARED[seed] = folder / "results"
     return _SHARED[seed]
+
+
+def sweep_point(axis: str, value: int, batch: int, width: int, rate: float, gflops: float, ceiling: float) -> dict:
+    """One ok point of a sweep file (workflow/lib/sweep.py's layout) at `rate` samples/s."""
+    return {
+        "axis": axis,
+        "value": value,
+        "batch_size": batch,
+        "width": width,
+        "hidden": [4, 2],
+        "status": "ok",
+        "train_samples_per_s": rate,
+        "seconds_per_step": batch / rate,
+        "gflops": gflops,
+        "percent_of_ceiling": 100 * gflops / ceiling,
+        "flags": [],
+    }

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from reports import sweeps as S
+from tests.helpers_results import sweep_point
 from tests.paths import ROOT
 from workflow.lib import sweep as W
 from workflow.lib.plan import PlanError, plan_from_config
@@ -93,21 +94,7 @@ def _sweep(backend: str, rates: dict, ceiling: float = 10.0) -> dict:
     for (axis, value), rate in rates.items():
         batch = value if axis == "batch" else 32
         g = rate * 1e-5  # 10 kFLOP per sample
-        points.append(
-            {
-                "axis": axis,
-                "value": value,
-                "batch_size": batch,
-                "width": 4,
-                "hidden": [4, 2],
-                "status": "ok",
-                "train_samples_per_s": rate,
-                "seconds_per_step": batch / rate,
-                "gflops": g,
-                "percent_of_ceiling": 100 * g / ceiling,
-                "flags": [],
-            }
-        )
+        points.append(sweep_point(axis, value, batch, 4, rate, g, ceiling))
     batch = [p for p in points if p["axis"] == "batch"]
     fit = W.summarize_points(points, ceiling)
     assert fit["n_points"] == len(batch)
