@@ -211,3 +211,25 @@ def test_unstable_is_judged_within_a_process():
     assert s["between_process_spread"] == pytest.approx(0.30)
     noisy = [[100.0, 130.0, 80.0], [100.0, 125.0, 85.0], [100.0, 120.0, 90.0]]
     assert timing.summarize(None, noisy)["unstable"]
+
+
+def test_a_per_step_loop_times_on_a_few_batches(tmp_path):
+    """A per-step loop (the NumPy reference's) times on TIMED_STEPS batches' worth of rows, its whole
+    epoch's pace scaled to the data's; a compiled epoch (fused) times on every row, its graph being
+    the epoch's own."""
+    from workflow.lib.measure import TIMED_STEPS, measure_compiled_first
+
+    spec = Spec(kind="mlp", n_inputs=2, n_outputs=1, hidden=(4, 2), activation="tanh", head="sigmoid", epochs=5)
+    n = 32 * (TIMED_STEPS * 3)
+    X = np.random.default_rng(0).standard_normal((n, 2)).astype(np.float32)
+    Y = (X[:, :1] > 0).astype(np.float32)
+    cfg = TimingConfig(threads=1, repeats=3, min_repeat_seconds=0.02, inference_batch=128, results=str(tmp_path))
+    ref = backends.get_backend(backends.REFERENCE, threads=1)
+    t = measure(ref, spec, X, Y, init_params(spec, 0), 1, "cpu", cfg, ceiling=None)
+    assert t["timed_on_rows"] == 32 * TIMED_STEPS and t["steps_per_epoch"] == TIMED_STEPS
+    whole = t["steady_epoch_seconds"] * t["train_samples_per_s"]["median"]
+    assert whole == pytest.approx(n, rel=0.3)  # the whole epoch's seconds at the timed pace
+    fused = backends.get_backend("fused", threads=1)
+    t = measure_compiled_first(fused, spec, X, Y, init_params(spec, 0), 1, "cpu", cfg, ceiling=None)
+    assert t["timed_on_rows"] == n and t["steps_per_epoch"] == 3 * TIMED_STEPS
+    assert t["compile_measured"].startswith("untimed")

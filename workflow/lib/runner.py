@@ -30,7 +30,7 @@ from workflow.lib import metrics as M
 from workflow.lib.catalogue import Experiment, within
 from workflow.lib.curves import time_to_target
 from workflow.lib.environment import fingerprint
-from workflow.lib.measure import TimingConfig, measure
+from workflow.lib.measure import TimingConfig, measure, measure_compiled_first
 from workflow.lib.parity import float32_error, parity, seed_spread
 
 GRID = 60
@@ -161,16 +161,9 @@ def time_only(exp: Experiment, backend, device: str, dataset_path: str | Path, c
     backend.check_device(device)
     seed = cfg.seeds[0]
     Y = prep.Y_train.astype(spec.dtype)
-    p0 = init_params(spec, seed)
-    compile_spec = Spec.from_dict({**spec.to_dict(), "epochs": 1})
-    first = backend.train(compile_spec, prep.X_train, Y, p0, make_schedule(compile_spec, len(Y), seed + 1), device)
-    t = measure(backend, spec, prep.X_train, Y, p0, seed + 1, device, cfg.timing(), cfg.ceiling_gflops)
-    # This process's compile time by the one definition (its first epoch minus a steady one), measured
-    # on the untimed epoch above: the probe inside the slot found the network compiled already.
-    median = (t.get("train_samples_per_s") or {}).get("median")
-    if median and len(first.epoch_seconds):
-        t["compile_seconds"] = max(0.0, float(first.epoch_seconds[0]) - len(Y) / median)
-    return t
+    return measure_compiled_first(
+        backend, spec, prep.X_train, Y, init_params(spec, seed), seed + 1, device, cfg.timing(), cfg.ceiling_gflops
+    )
 
 
 def _comparable_reference(reference: dict, backend, spec: Spec, prep: Prepared, seed: int) -> dict:

@@ -26,7 +26,7 @@ SCHEMA_VERSION = 1
 def measure_point(be, point, args, ceiling: float | None) -> dict:
     """One sweep point's row: its timings (workflow.lib.measure) and the figures the fits use."""
     from backends.spec import init_params
-    from workflow.lib.measure import TimingConfig, measure
+    from workflow.lib.measure import TimingConfig, measure_compiled_first
     from workflow.lib.sweep import rows_for, synthetic
 
     spec = point.spec
@@ -36,7 +36,8 @@ def measure_point(be, point, args, ceiling: float | None) -> dict:
     try:
         X, Y = synthetic(spec, n, args.seed)
         cfg = TimingConfig(args.threads, args.repeats, args.min_repeat_seconds, point.batch_size, args.results)
-        t = measure(be, spec, X, Y, init_params(spec, args.seed), args.seed + 1, args.device, cfg, ceiling)
+        p0 = init_params(spec, args.seed)
+        t = measure_compiled_first(be, spec, X, Y, p0, args.seed + 1, args.device, cfg, ceiling)
     except Exception as e:  # noqa: BLE001 - a failed point is recorded, the sweep goes on
         row.update(status="failed", message=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
         print(f"{point.axis}={point.value}: failed: {e}", file=sys.stderr)
