@@ -231,7 +231,51 @@ def timed_slot(results: str | Path, lay: Layout, threads: int, wait_s: float = S
             if time.perf_counter() - t_wait > wait_s:
                 raise TimeoutError(f"no timing slot free in {wait_s:.0f} s; is another benchmark holding {d}?")
             time.sleep(0.05)
-    sec = Section(cpus=cpus, threads=threads, waited_s=time.perf_counter() - t_wait)
+    try:
+        with _held(cpus, threads, time.perf_counter() - t_wait) as sec:
+            yield sec
+    finally:
+        lock.release()
+
+
+def lane_cpus(lay: Layout) -> tuple[int, ...]:
+    """The CPUs outside every timing slot: the compile lane's (empty where every CPU is a slot's)."""
+    timed = {c for slot in lay.slots for c in slot}
+    return tuple(c for c in lay.untimed if c not in timed)
+
+
+@contextmanager
+def compile_lane(results: str | Path, lay: Layout, threads: int, wait_s: float = SLOT_WAIT_S):
+    """Where a job's quoted compile time is measured: the CPUs outside the slots, at normal priority
+    (the untimed work there runs at SCHED_IDLE and yields), one job at a time (a file lock per host).
+    Compiling in the timing slot made the slot, the run's one serial resource, wait on compilers
+    (torch.compile's ~8 s a network, 18 networks a job); here compilation runs beside the timed
+    sections of other jobs. Where every CPU is a slot's, the compile runs in a slot as before."""
+    cpus = lane_cpus(lay)
+    if not cpus:
+        with timed_slot(results, lay, threads, wait_s) as sec:
+            yield sec
+        return
+    d = slot_dir(results)
+    d.mkdir(parents=True, exist_ok=True)
+    t_wait = time.perf_counter()
+    lock = FileLock(str(d / "compile-lane.lock"))
+    try:
+        lock.acquire(timeout=wait_s, poll_interval=0.05)
+    except Timeout:
+        raise TimeoutError(f"the compile lane was not free in {wait_s:.0f} s; is another benchmark holding {d}?") from None
+    try:
+        with _held(cpus, threads, time.perf_counter() - t_wait) as sec:
+            yield sec
+    finally:
+        lock.release()
+
+
+@contextmanager
+def _held(cpus: tuple[int, ...], threads: int, waited_s: float):
+    """The body of a held slot or lane: normal priority, pinned to `cpus`, measured into the yielded
+    Section; afterwards the process's CPUs and policy as they were."""
+    sec = Section(cpus=cpus, threads=threads, waited_s=waited_s)
     before = tuple(os.sched_getaffinity(0))  # the untimed CPUs in a job (prepare_process); all of them elsewhere
     policy = os.sched_getscheduler(0)
     try:
@@ -245,7 +289,6 @@ def timed_slot(results: str | Path, lay: Layout, threads: int, wait_s: float = S
     finally:
         pin(before)
         set_policy(policy)
-        lock.release()
 
 
 def summarize(values: list[float], groups: list[list[float]] | None = None) -> dict:
