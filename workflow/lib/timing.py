@@ -263,7 +263,8 @@ def compile_lane(results: str | Path, lay: Layout, threads: int, wait_s: float =
     try:
         lock.acquire(timeout=wait_s, poll_interval=0.05)
     except Timeout:
-        raise TimeoutError(f"the compile lane was not free in {wait_s:.0f} s; is another benchmark holding {d}?") from None
+        why = f"the compile lane was not free in {wait_s:.0f} s; is another benchmark holding {d}?"
+        raise TimeoutError(why) from None
     try:
         with _held(cpus, threads, time.perf_counter() - t_wait) as sec:
             yield sec
