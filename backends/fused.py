@@ -116,6 +116,7 @@ class FusedBackend(Backend):
         widest, n_out = rows * int(lay.sizes[1:].max()), rows * spec.n_outputs
         bufs = tuple(np.zeros(size, dt) for size in (rows * spec.n_inputs, n_out, lay.n_acts, lay.n_acts))
         bufs += tuple(np.zeros(size, dt) for size in (widest, widest, n_out, n_out))  # d1 d2, loss scratch
+        bufs += (np.zeros(max(int(np.prod(s)) for s in lay.shapes[0::2]), dt),)  # a weight transposed
         ib = np.zeros(widest, np.int32)
         codes = np.array([ACT_CODES[spec.activation], HEAD_CODES[spec.head], OPT_CODES[o.name]], dtype=np.int64)
         rest = (rows, lay.sizes, lay.woff, lay.boff, lay.zoff, p, g, m1, m2, hyper, state, bufs, ib)
