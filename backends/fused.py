@@ -155,5 +155,6 @@ class FusedBackend(Backend):
         zbuf, abuf, xb = np.empty(lay.n_acts, dt), np.empty(lay.n_acts, dt), np.empty(rows * spec.n_inputs, dt)
         act, head = ACT_CODES[spec.activation], HEAD_CODES[spec.head]
         p = lay.flatten(params, dt)
-        kern.predict(X, lay.sizes, lay.woff, lay.boff, lay.zoff, p, zbuf, abuf, xb, out, act, head, rows)
+        wt = np.empty(max(int(np.prod(s)) for s in lay.shapes[0::2]), dt)  # a weight transposed
+        kern.predict(X, lay.sizes, lay.woff, lay.boff, lay.zoff, p, zbuf, abuf, xb, wt, out, act, head, rows)
         return out

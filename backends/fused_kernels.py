@@ -47,14 +47,34 @@ def _blocked(fmas, cols, itemsize):
 
 
 @_jit
-def _affine(a, w, b, z):
-    """z = a @ w + b."""
+def _transpose(w, wt_buf):
+    """w.T into the first w.size elements of wt_buf; returns it as a (cols, rows) view."""
+    k, m = w.shape
+    wt = _view(wt_buf, 0, m, k)
+    for kk in range(k):
+        for j in range(m):
+            wt[j, kk] = w[kk, j]
+    return wt
+
+
+@_jit
+def _affine(a, w, b, z, wt_buf):
+    """z = a @ w + b; wt_buf: scratch of w.size elements."""
     (n, k), m = a.shape, w.shape[1]
     if _blocked(n * k * m, m, z.itemsize):
         for i in range(n):
             for j in range(m):
                 z[i, j] = b[j]
         matmul(a, False, w, z, 1)
+        return
+    if _blocked(n * k * m, k, z.itemsize):  # a narrow output (the head): dot products along k, vectorized
+        wt = _transpose(w, wt_buf)
+        for i in range(n):
+            for j in range(m):
+                s = b[j]
+                for kk in range(k):
+                    s += a[i, kk] * wt[j, kk]
+                z[i, j] = s
         return
     if n * k * m >= BLAS_MIN_FMAS:
         np.dot(a, w, z)
@@ -72,8 +92,8 @@ def _affine(a, w, b, z):
 
 
 @_jit
-def _grad_w(a, dz, g, gb):
-    """g = a.T @ dz and gb = the column sums of dz."""
+def _grad_w(a, dz, g, gb, wt_buf):
+    """g = a.T @ dz and gb = the column sums of dz; wt_buf: scratch of g.size elements."""
     (n, k), m = a.shape, dz.shape[1]
     gb[:] = 0
     for i in range(n):
@@ -81,6 +101,13 @@ def _grad_w(a, dz, g, gb):
             gb[j] += dz[i, j]
     if _blocked(n * k * m, m, g.itemsize):
         matmul(a, True, dz, g, 0)
+        return
+    if _blocked(n * k * m, k, g.itemsize):  # a narrow g: g.T = dz.T @ a, blocked, then transposed
+        gt = _view(wt_buf, 0, m, k)
+        matmul(dz, True, a, gt, 0)
+        for kk in range(k):
+            for j in range(m):
+                g[kk, j] = gt[j, kk]
         return
     if n * k * m >= BLAS_MIN_FMAS:
         np.dot(a.T, dz, g)
@@ -98,11 +125,7 @@ def _back(dz, w, da, wt_buf):
     """da = dz @ w.T; wt_buf: scratch of w.size elements (w transposed, for fused_gemm.matmul)."""
     (n, m), k = dz.shape, w.shape[0]
     if _blocked(n * k * m, k, da.itemsize):
-        wt = _view(wt_buf, 0, m, k)
-        for kk in range(k):
-            for j in range(m):
-                wt[j, kk] = w[kk, j]
-        matmul(dz, False, wt, da, 0)
+        matmul(dz, False, _transpose(w, wt_buf), da, 0)
         return
     if n * k * m >= BLAS_MIN_FMAS:
         np.dot(dz, w.T, da)
@@ -191,7 +214,7 @@ def _loss_and_dlogits(z, y, dz, size, m, head, e, lg, ib):
 
 
 @_jit
-def _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act):
+def _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act, wt):
     """Every layer's pre-activation into zbuf and hidden activation into abuf; returns the logits."""
     n = x.shape[0]
     a_in = x
@@ -200,7 +223,7 @@ def _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act):
     for layer in range(n_layers):
         k, m = sizes[layer], sizes[layer + 1]
         z = _view(zbuf, zoff[layer], n, m)
-        _affine(a_in, _view(p, woff[layer], k, m), p[boff[layer] : boff[layer] + m], z)
+        _affine(a_in, _view(p, woff[layer], k, m), p[boff[layer] : boff[layer] + m], z, wt)
         if layer < n_layers - 1:
             _activate(zbuf[zoff[layer] :], abuf[zoff[layer] :], n * m, act)
             a_in = _view(abuf, zoff[layer], n, m)
@@ -213,13 +236,13 @@ def _step(x, y, sizes, woff, boff, zoff, p, g, zbuf, abuf, d1, d2, act, head, e,
     n = x.shape[0]
     n_layers = sizes.shape[0] - 1
     n_out = sizes[n_layers]
-    _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act)
+    _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act, wt)
     loss = _loss_and_dlogits(zbuf[zoff[n_layers - 1] :], y.ravel(), d1, n * n_out, n_out, head, e, lg, ib)
     dz = _view(d1, 0, n, n_out)
     for layer in range(n_layers - 1, -1, -1):
         k, m = sizes[layer], sizes[layer + 1]
         a_in = x if layer == 0 else _view(abuf, zoff[layer - 1], n, k)
-        _grad_w(a_in, dz, _view(g, woff[layer], k, m), g[boff[layer] : boff[layer] + m])
+        _grad_w(a_in, dz, _view(g, woff[layer], k, m), g[boff[layer] : boff[layer] + m], wt)
         if layer > 0:
             dbuf = d2 if (n_layers - 1 - layer) % 2 == 0 else d1
             da = _view(dbuf, 0, n, k)
@@ -281,14 +304,14 @@ def epoch(X, Y, order, batch, sizes, woff, boff, zoff, p, g, m1, m2, hyper, stat
 
 
 @_jit
-def predict(X, sizes, woff, boff, zoff, p, zbuf, abuf, xb, out, act, head, chunk):
+def predict(X, sizes, woff, boff, zoff, p, zbuf, abuf, xb, wt, out, act, head, chunk):
     """Probabilities (sigmoid/softmax heads) or values (linear head) of every row of X into out."""
     n_in, n_out = X.shape[1], out.shape[1]
     for start in range(0, X.shape[0], chunk):
         n = min(chunk, X.shape[0] - start)
         x = _view(xb, 0, n, n_in)
         x[:, :] = X[start : start + n, :]
-        z = _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act)
+        z = _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act, wt)
         for i in range(n):
             if head == 2:
                 zmax = z[i, 0]
