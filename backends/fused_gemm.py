@@ -110,3 +110,52 @@ def matmul(a, trans, b, c, beta):
                 for p in range(depth):
                     s += af[i * ars + p * aks] * b[p, j]
                 c[i, j] = s
+
+
+@intrinsic
+def _tile8(typingctx, src, soff, lds, dst, doff, ldd):
+    """dst[doff + j ldd + i] = src[soff + i lds + j] for i, j < 8 (float32): eight row loads, the AVX
+    unpack / shuffle / 128-bit-lane permute sequence of an 8 x 8 transpose as LLVM shuffles, eight stores."""
+    i = types.intp
+    sig = types.void(src, i, i, dst, i, i)
+
+    def codegen(context, builder, signature, args):
+        s_arr, soff_, lds_, d_arr, doff_, ldd_ = args
+        fty = context.get_value_type(src.dtype)
+        vty = ir.VectorType(fty, 8)
+        intp = context.get_value_type(types.intp)
+        sp = context.make_array(src)(context, builder, s_arr).data
+        dp = context.make_array(dst)(context, builder, d_arr).data
+
+        def ptr(base, off, ld, r):
+            off = builder.add(off, builder.mul(ld, ir.Constant(intp, r)))
+            return builder.bitcast(builder.gep(base, [off]), vty.as_pointer())
+
+        def shuf(x, y, mask):
+            return builder.shuffle_vector(x, y, ir.Constant(ir.VectorType(ir.IntType(32), 8), mask))
+
+        r = [builder.load(ptr(sp, soff_, lds_, q), align=4) for q in range(8)]
+        lo, hi = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
+        t = [shuf(r[q], r[q + 1], m) for q in range(0, 8, 2) for m in (lo, hi)]
+        lo, hi = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+        s = [shuf(t[q], t[q + 2], m) for q in (0, 1, 4, 5) for m in (lo, hi)]
+        lo, hi = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
+        out = [shuf(s[q], s[q + 4], lo) for q in range(4)] + [shuf(s[q], s[q + 4], hi) for q in range(4)]
+        for q in range(8):
+            builder.store(out[q], ptr(dp, doff_, ldd_, q), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@_jit
+def transpose(w, wt):
+    """wt = w.T (w: (rows, cols), wt: (cols, rows), C-contiguous): float32 in 8 x 8 shuffled tiles."""
+    k, m = w.shape
+    k8, m8 = (k - k % 8, m - m % 8) if w.itemsize == 4 else (0, 0)
+    for k0 in range(0, k8, 8):
+        for j0 in range(0, m8, 8):
+            _tile8(w, k0 * m + j0, m, wt, j0 * k + k0, k)
+    for kk in range(k):
+        for j in range(m8 if kk < k8 else 0, m):
+            wt[j, kk] = w[kk, j]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from backends.fused_gemm import matmul
+from backends.fused_gemm import matmul, transpose
 from backends.fused_math import FASTMATH, exp_row, log1p01_row, tanh_row
 
 BLAS_MIN_FMAS = 1 << 15  # a product this large goes to BLAS (np.dot); smaller ones are plain loops
@@ -51,9 +51,7 @@ def _transpose(w, wt_buf):
     """w.T into the first w.size elements of wt_buf; returns it as a (cols, rows) view."""
     k, m = w.shape
     wt = _view(wt_buf, 0, m, k)
-    for kk in range(k):
-        for j in range(m):
-            wt[j, kk] = w[kk, j]
+    transpose(w, wt)
     return wt
 
 
@@ -105,9 +103,7 @@ def _grad_w(a, dz, g, gb, wt_buf):
     if _blocked(n * k * m, k, g.itemsize):  # a narrow g: g.T = dz.T @ a, blocked, then transposed
         gt = _view(wt_buf, 0, m, k)
         matmul(dz, True, a, gt, 0)
-        for kk in range(k):
-            for j in range(m):
-                g[kk, j] = gt[j, kk]
+        transpose(gt, g)
         return
     if n * k * m >= BLAS_MIN_FMAS:
         np.dot(a.T, dz, g)

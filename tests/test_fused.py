@@ -186,3 +186,15 @@ def test_bad_input_is_a_clear_backend_error(fused):
         fused.predict(spec, p0[:2], X)
     with pytest.raises(backends.BackendError, match="X has shape"):
         fused.predict(spec, p0, X[:0])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_transpose_tiles_and_edges_match_numpy(dtype):
+    from backends.fused_gemm import transpose
+
+    rng = np.random.default_rng(8)
+    for rows, cols in [(64, 64), (8, 8), (3, 64), (64, 3), (17, 29), (1, 1)]:
+        w = rng.normal(size=(rows, cols)).astype(dtype)
+        wt = np.zeros((cols, rows), dtype)
+        transpose(w, wt)
+        np.testing.assert_array_equal(wt, w.T)
