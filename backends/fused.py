@@ -1,11 +1,11 @@
 """The speed-of-light reference: a whole epoch in one numba-compiled function, no framework in the loop.
 
-Forward, loss gradient, backward and optimizer are loops over the batch (small products) or BLAS calls
-(products of at least BLAS_MIN_FMAS multiply-adds) on flat buffers allocated once per training: the
-parameters, gradients and optimizer state are each one vector ([W0, b0, W1, b1, ...] end to end). The
-math is the NumPy reference's step for step; numba compiles one kernel per dtype, cached on disk.
-The kernels live in backends/fused_kernels.py (and fused_math.py), imported at first use with numba,
-as every adapter imports its framework.
+Forward, loss gradient, backward and optimizer are loops over the batch, register-blocked vector
+products (backends/fused_gemm.py, below GEMM_MAX_FMAS multiply-adds) or BLAS calls (larger products) on
+flat buffers allocated once per training: the parameters, gradients and optimizer state are each one
+vector ([W0, b0, W1, b1, ...] end to end). The math is the NumPy reference's step for step; numba
+compiles one kernel per dtype, cached on disk. The kernels live in backends/fused_kernels.py (and
+fused_math.py, fused_gemm.py), imported at first use with numba, as every adapter imports its framework.
 """
 
 from __future__ import annotations
