@@ -45,7 +45,7 @@ def _block(typingctx, rows, c, coff, ldc, a, aoff, ars, aks, b, boff, ldb, depth
         intp = context.get_value_type(types.intp)
         keep = builder.icmp_signed("!=", beta_, ir.Constant(intp, 0))
         zero = ir.Constant(vty, None)
-        fname = f"llvm.fma.v{width}f{size * 8}"
+        fname = f"llvm.fmuladd.v{width}f{size * 8}"  # fused where the target has FMA
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), fname)
         splat = ir.Constant(ir.VectorType(ir.IntType(32), width), [0] * width)
 
