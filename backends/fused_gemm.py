@@ -3,9 +3,11 @@
 At the catalogue's 64-wide layers a product is 32 x 64 x 64 multiply-adds: OpenBLAS spends most of
 such a call outside its kernel, and numba's plain loops keep the output row in memory (the arrays may
 alias, so LLVM cannot hold it in registers; numba leaves LLVM's SLP vectorizer off). Here the inner
-block is written as LLVM vector IR directly: 4 rows x 64 bytes of C (16 float32 or 8 float64 a row;
-LLVM splits a row into registers of the target's width, two AVX2 registers or one AVX-512 one) stay in
-registers over the whole reduction, each step one row of B and one broadcast element of A a row.
+block is written as LLVM vector IR directly: 6 rows x 64 bytes of C (16 float32 or 8 float64 a row;
+LLVM splits a row into registers of the target's width, two AVX2 registers or one AVX-512 one: 12 of
+AVX2's 16) stay in registers over the whole reduction, each step one row of B and one broadcast element
+of A a row. transpose (for da = dz @ W.T, whose B would otherwise be W's columns) moves float32 in 8 x 8
+tiles of vector shuffles.
 """
 
 from __future__ import annotations
@@ -79,8 +81,8 @@ def _block(typingctx, rows, c, coff, ldc, a, aoff, ars, aks, b, boff, ldb, depth
 @_jit
 def matmul(a, trans, b, c, beta):
     """c = beta c + op(a) @ b, op(a) = a.T if trans else a (beta 0 or 1; a, b, c C-contiguous 2-d, b is
-    (depth, cols), c (rows, cols)): 64-byte-wide column blocks of 4 rows in registers, plain loops
-    for the last cols % (64 bytes) columns."""
+    (depth, cols), c (rows, cols)): 64-byte-wide column blocks of ROWS rows in registers, plain
+    loops for the last cols % (64 bytes) columns."""
     depth, cols = b.shape
     rows = c.shape[0]
     ars, aks = (1, a.shape[1]) if trans else (a.shape[1], 1)
@@ -106,7 +108,9 @@ def matmul(a, trans, b, c, beta):
         af = a.ravel()
         for i in range(rows):
             for j in range(full, cols):
-                s = c[i, j] if beta != 0 else 0 * c[i, j]
+                if beta == 0:
+                    c[i, j] = 0  # not 0 * c[i, j]: scratch may hold a non-finite value
+                s = c[i, j]
                 for p in range(depth):
                     s += af[i * ars + p * aks] * b[p, j]
                 c[i, j] = s
