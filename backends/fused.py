@@ -1,11 +1,11 @@
 """The speed-of-light reference: a whole epoch in one numba-compiled function, no framework in the loop.
 
-Forward, loss gradient, backward and optimizer are loops over the batch (small products) or BLAS calls
-(products of at least BLAS_MIN_FMAS multiply-adds) on flat buffers allocated once per training: the
-parameters, gradients and optimizer state are each one vector ([W0, b0, W1, b1, ...] end to end). The
-math is the NumPy reference's step for step; numba compiles one kernel per dtype, cached on disk.
-The kernels live in backends/fused_kernels.py (and fused_math.py), imported at first use with numba,
-as every adapter imports its framework.
+Forward, loss gradient, backward and optimizer are loops over the batch, register-blocked vector
+products (backends/fused_gemm.py, below GEMM_MAX_FMAS multiply-adds) or BLAS calls (larger products) on
+flat buffers allocated once per training: the parameters, gradients and optimizer state are each one
+vector ([W0, b0, W1, b1, ...] end to end). The math is the NumPy reference's step for step; numba
+compiles one kernel per dtype, cached on disk. The kernels live in backends/fused_kernels.py (and
+fused_math.py, fused_gemm.py), imported at first use with numba, as every adapter imports its framework.
 """
 
 from __future__ import annotations
@@ -116,6 +116,7 @@ class FusedBackend(Backend):
         widest, n_out = rows * int(lay.sizes[1:].max()), rows * spec.n_outputs
         bufs = tuple(np.zeros(size, dt) for size in (rows * spec.n_inputs, n_out, lay.n_acts, lay.n_acts))
         bufs += tuple(np.zeros(size, dt) for size in (widest, widest, n_out, n_out))  # d1 d2, loss scratch
+        bufs += (np.zeros(max(int(np.prod(s)) for s in lay.shapes[0::2]), dt),)  # a weight transposed
         ib = np.zeros(widest, np.int32)
         codes = np.array([ACT_CODES[spec.activation], HEAD_CODES[spec.head], OPT_CODES[o.name]], dtype=np.int64)
         rest = (rows, lay.sizes, lay.woff, lay.boff, lay.zoff, p, g, m1, m2, hyper, state, bufs, ib)
@@ -154,5 +155,6 @@ class FusedBackend(Backend):
         zbuf, abuf, xb = np.empty(lay.n_acts, dt), np.empty(lay.n_acts, dt), np.empty(rows * spec.n_inputs, dt)
         act, head = ACT_CODES[spec.activation], HEAD_CODES[spec.head]
         p = lay.flatten(params, dt)
-        kern.predict(X, lay.sizes, lay.woff, lay.boff, lay.zoff, p, zbuf, abuf, xb, out, act, head, rows)
+        wt = np.empty(max(int(np.prod(s)) for s in lay.shapes[0::2]), dt)  # a weight transposed
+        kern.predict(X, lay.sizes, lay.woff, lay.boff, lay.zoff, p, zbuf, abuf, xb, wt, out, act, head, rows)
         return out

@@ -7,8 +7,12 @@ on the catalogue's small nets (measured in docs/design.md, "The fused backend"):
   no nnan/ninf, so a non-finite loss still shows);
 - tanh, exp and log1p run as branch-free vector rows in float32 (backends/fused_math.py) instead of one
   libm call per element; float64 calls NumPy's functions, as the reference does;
-- a product goes to BLAS (np.dot) only from BLAS_MIN_FMAS multiply-adds up, below that a register-
-  friendly loop with the output row innermost;
+- error_model="numpy": numba's default ("python") tests every float division for a zero divisor to
+  raise ZeroDivisionError, a branch that kept LLVM from vectorizing any loop with a division (tanh's
+  rational function, Adam's update); with it a division by zero gives inf/nan, as in NumPy;
+- a product with at least 64 bytes of output columns and under GEMM_MAX_FMAS multiply-adds runs in
+  register-blocked LLVM vector code (backends/fused_gemm.py); other products go to BLAS (np.dot) from
+  BLAS_MIN_FMAS multiply-adds up, below that to a loop with the output row innermost;
 - no allocation in the epoch: the caller hands every buffer in, allocated once per training.
 """
 
@@ -17,10 +21,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from backends.fused_gemm import matmul, transpose
 from backends.fused_math import FASTMATH, exp_row, log1p01_row, tanh_row
 
 BLAS_MIN_FMAS = 1 << 15  # a product this large goes to BLAS (np.dot); smaller ones are plain loops
-_jit = numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
+GEMM_MAX_FMAS = 1 << 20  # unless it has 64 bytes of output columns and fewer multiply-adds: fused_gemm
+_jit = numba.njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 
 
 @_jit
@@ -35,9 +41,39 @@ def _view(buf, off, rows, cols):
 
 
 @_jit
-def _affine(a, w, b, z):
-    """z = a @ w + b."""
+def _blocked(fmas, cols, itemsize):
+    """Whether a product goes to fused_gemm.matmul: a full 64-byte column block, below GEMM_MAX_FMAS."""
+    return cols * itemsize >= 64 and fmas < GEMM_MAX_FMAS
+
+
+@_jit
+def _transpose(w, wt_buf):
+    """w.T into the first w.size elements of wt_buf; returns it as a (cols, rows) view."""
+    k, m = w.shape
+    wt = _view(wt_buf, 0, m, k)
+    transpose(w, wt)
+    return wt
+
+
+@_jit
+def _affine(a, w, b, z, wt_buf):
+    """z = a @ w + b; wt_buf: scratch of w.size elements."""
     (n, k), m = a.shape, w.shape[1]
+    if _blocked(n * k * m, m, z.itemsize):
+        for i in range(n):
+            for j in range(m):
+                z[i, j] = b[j]
+        matmul(a, False, w, z, 1)
+        return
+    if _blocked(n * k * m, k, z.itemsize):  # a narrow output (the head): dot products along k, vectorized
+        wt = _transpose(w, wt_buf)
+        for i in range(n):
+            for j in range(m):
+                s = b[j]
+                for kk in range(k):
+                    s += a[i, kk] * wt[j, kk]
+                z[i, j] = s
+        return
     if n * k * m >= BLAS_MIN_FMAS:
         np.dot(a, w, z)
         for i in range(n):
@@ -54,13 +90,21 @@ def _affine(a, w, b, z):
 
 
 @_jit
-def _grad_w(a, dz, g, gb):
-    """g = a.T @ dz and gb = the column sums of dz."""
+def _grad_w(a, dz, g, gb, wt_buf):
+    """g = a.T @ dz and gb = the column sums of dz; wt_buf: scratch of g.size elements."""
     (n, k), m = a.shape, dz.shape[1]
     gb[:] = 0
     for i in range(n):
         for j in range(m):
             gb[j] += dz[i, j]
+    if _blocked(n * k * m, m, g.itemsize):
+        matmul(a, True, dz, g, 0)
+        return
+    if _blocked(n * k * m, k, g.itemsize):  # a narrow g: g.T = dz.T @ a, blocked, then transposed
+        gt = _view(wt_buf, 0, m, k)
+        matmul(dz, True, a, gt, 0)
+        transpose(gt, g)
+        return
     if n * k * m >= BLAS_MIN_FMAS:
         np.dot(a.T, dz, g)
         return
@@ -73,9 +117,12 @@ def _grad_w(a, dz, g, gb):
 
 
 @_jit
-def _back(dz, w, da):
-    """da = dz @ w.T."""
+def _back(dz, w, da, wt_buf):
+    """da = dz @ w.T; wt_buf: scratch of w.size elements (w transposed, for fused_gemm.matmul)."""
     (n, m), k = dz.shape, w.shape[0]
+    if _blocked(n * k * m, k, da.itemsize):
+        matmul(dz, False, _transpose(w, wt_buf), da, 0)
+        return
     if n * k * m >= BLAS_MIN_FMAS:
         np.dot(dz, w.T, da)
         return
@@ -163,7 +210,7 @@ def _loss_and_dlogits(z, y, dz, size, m, head, e, lg, ib):
 
 
 @_jit
-def _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act):
+def _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act, wt):
     """Every layer's pre-activation into zbuf and hidden activation into abuf; returns the logits."""
     n = x.shape[0]
     a_in = x
@@ -172,7 +219,7 @@ def _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act):
     for layer in range(n_layers):
         k, m = sizes[layer], sizes[layer + 1]
         z = _view(zbuf, zoff[layer], n, m)
-        _affine(a_in, _view(p, woff[layer], k, m), p[boff[layer] : boff[layer] + m], z)
+        _affine(a_in, _view(p, woff[layer], k, m), p[boff[layer] : boff[layer] + m], z, wt)
         if layer < n_layers - 1:
             _activate(zbuf[zoff[layer] :], abuf[zoff[layer] :], n * m, act)
             a_in = _view(abuf, zoff[layer], n, m)
@@ -180,22 +227,22 @@ def _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act):
 
 
 @_jit
-def _step(x, y, sizes, woff, boff, zoff, p, g, zbuf, abuf, d1, d2, act, head, e, lg, ib):
+def _step(x, y, sizes, woff, boff, zoff, p, g, zbuf, abuf, d1, d2, act, head, e, lg, ib, wt):
     """Loss (before the update) and gradients into g for one batch."""
     n = x.shape[0]
     n_layers = sizes.shape[0] - 1
     n_out = sizes[n_layers]
-    _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act)
+    _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act, wt)
     loss = _loss_and_dlogits(zbuf[zoff[n_layers - 1] :], y.ravel(), d1, n * n_out, n_out, head, e, lg, ib)
     dz = _view(d1, 0, n, n_out)
     for layer in range(n_layers - 1, -1, -1):
         k, m = sizes[layer], sizes[layer + 1]
         a_in = x if layer == 0 else _view(abuf, zoff[layer - 1], n, k)
-        _grad_w(a_in, dz, _view(g, woff[layer], k, m), g[boff[layer] : boff[layer] + m])
+        _grad_w(a_in, dz, _view(g, woff[layer], k, m), g[boff[layer] : boff[layer] + m], wt)
         if layer > 0:
             dbuf = d2 if (n_layers - 1 - layer) % 2 == 0 else d1
             da = _view(dbuf, 0, n, k)
-            _back(dz, _view(p, woff[layer], k, m), da)
+            _back(dz, _view(p, woff[layer], k, m), da, wt)
             _times_act_grad(dbuf, zbuf[zoff[layer - 1] :], abuf[zoff[layer - 1] :], n * k, act)
             dz = da
     return loss
@@ -233,7 +280,7 @@ def epoch(X, Y, order, batch, sizes, woff, boff, zoff, p, g, m1, m2, hyper, stat
     the optimizer's steps; bufs: the flat scratch buffers of the training (FusedBuffers.pack). Returns the
     sum over the batches of loss (before each update) * rows."""
     act, head, opt = codes[0], codes[1], codes[2]
-    xb, yb, zbuf, abuf, d1, d2, e, lg = bufs
+    xb, yb, zbuf, abuf, d1, d2, e, lg, wt = bufs
     n_in, n_out = X.shape[1], Y.shape[1]
     total = 0.0
     for start in range(0, order.shape[0], batch):
@@ -245,7 +292,7 @@ def epoch(X, Y, order, batch, sizes, woff, boff, zoff, p, g, m1, m2, hyper, stat
                 x[i, j] = X[r, j]
             for j in range(n_out):
                 y[i, j] = Y[r, j]
-        loss = _step(x, y, sizes, woff, boff, zoff, p, g, zbuf, abuf, d1, d2, act, head, e, lg, ib)
+        loss = _step(x, y, sizes, woff, boff, zoff, p, g, zbuf, abuf, d1, d2, act, head, e, lg, ib, wt)
         state[0] += 1
         _update(p, g, m1, m2, hyper, state[0], opt)
         total += loss * n
@@ -253,14 +300,14 @@ def epoch(X, Y, order, batch, sizes, woff, boff, zoff, p, g, m1, m2, hyper, stat
 
 
 @_jit
-def predict(X, sizes, woff, boff, zoff, p, zbuf, abuf, xb, out, act, head, chunk):
+def predict(X, sizes, woff, boff, zoff, p, zbuf, abuf, xb, wt, out, act, head, chunk):
     """Probabilities (sigmoid/softmax heads) or values (linear head) of every row of X into out."""
     n_in, n_out = X.shape[1], out.shape[1]
     for start in range(0, X.shape[0], chunk):
         n = min(chunk, X.shape[0] - start)
         x = _view(xb, 0, n, n_in)
         x[:, :] = X[start : start + n, :]
-        z = _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act)
+        z = _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act, wt)
         for i in range(n):
             if head == 2:
                 zmax = z[i, 0]

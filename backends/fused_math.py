@@ -18,7 +18,7 @@ import numpy as np
 from numba.extending import overload
 
 FASTMATH = {"reassoc", "contract", "nsz"}  # no nnan/ninf: a non-finite loss must stay visible
-_jit = numba.njit(nogil=True, cache=True, fastmath=FASTMATH, inline="always")
+_jit = numba.njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 
 _F = np.float32
 # Eigen's generic_fast_tanh_float: tanh(x) = x P(x^2) / Q(x^2) on [-7.9053, 7.9053]

@@ -76,14 +76,41 @@ def test_deep_nets_match_the_reference_in_float64(fused, case):
 
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-10), ("float32", 2e-4)])
 def test_blas_sized_products_match_the_reference(fused, dtype, rtol):
-    """Layers large enough for the BLAS branch (64 x 40 x 48 multiply-adds and more), a partial batch."""
-    from backends.fused_kernels import BLAS_MIN_FMAS
+    """Layers large enough for the BLAS branch (64 x 260 x 64 multiply-adds and more), a partial batch."""
+    from backends.fused_kernels import GEMM_MAX_FMAS
 
-    spec = _spec("softmax", (48, 32), "relu", OptimizerSpec("adam", learning_rate=0.003), n_in=40)
+    spec = _spec("softmax", (64, 32), "relu", OptimizerSpec("adam", learning_rate=0.003), n_in=260)
     spec = Spec.from_dict({**spec.to_dict(), "batch_size": 64, "dtype": dtype})
-    assert 64 * 40 * 48 >= BLAS_MIN_FMAS
-    X, Y = _problem("softmax", 150, 40)
+    assert 64 * 260 * 64 >= GEMM_MAX_FMAS
+    X, Y = _problem("softmax", 150, 260)
     _compare(fused, spec, X.astype(dtype), Y.astype(dtype), rtol, 1e-8 if dtype == "float64" else 2e-3, 1e-5)
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-10), ("float32", 2e-4)])
+def test_register_blocked_products_match_the_reference(fused, dtype, rtol):
+    """Layers of whole and partial 64-byte column blocks (fused_gemm), batch rows not a multiple of the
+    block's rows, a last partial batch."""
+    spec = _spec("sigmoid", (67, 24, 16), "tanh", OptimizerSpec("adam", learning_rate=0.003), n_in=5)
+    spec = Spec.from_dict({**spec.to_dict(), "batch_size": 33, "dtype": dtype})
+    X, Y = _problem("sigmoid", 80, 5)
+    _compare(fused, spec, X.astype(dtype), Y.astype(dtype), rtol, 1e-8 if dtype == "float64" else 2e-3, 1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("trans, beta", [(False, 0), (False, 1), (True, 0), (True, 1)])
+def test_matmul_blocks_and_edges_match_numpy(dtype, trans, beta):
+    from backends.fused_gemm import matmul
+
+    rng = np.random.default_rng(7)
+    for rows, depth, cols in [(1, 1, 16), (5, 3, 8), (13, 7, 40), (6, 1, 33), (32, 64, 64)]:
+        a = rng.normal(size=(depth, rows) if trans else (rows, depth)).astype(dtype)
+        b = rng.normal(size=(depth, cols)).astype(dtype)
+        c = rng.normal(size=(rows, cols)).astype(dtype)
+        if not beta:
+            c[0, -1] = np.nan  # scratch's old contents are overwritten, whatever they hold
+        want = (a.T if trans else a).astype(np.float64) @ b + (c if beta else 0)
+        matmul(a, trans, b, c, beta)
+        np.testing.assert_allclose(c, want, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-5)
 
 
 @pytest.mark.parametrize("head, hidden", [("sigmoid", (8, 4)), ("linear", ()), ("softmax", (5,))])
@@ -161,3 +188,15 @@ def test_bad_input_is_a_clear_backend_error(fused):
         fused.predict(spec, p0[:2], X)
     with pytest.raises(backends.BackendError, match="X has shape"):
         fused.predict(spec, p0, X[:0])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_transpose_tiles_and_edges_match_numpy(dtype):
+    from backends.fused_gemm import transpose
+
+    rng = np.random.default_rng(8)
+    for rows, cols in [(64, 64), (8, 8), (3, 64), (64, 3), (17, 29), (1, 1)]:
+        w = rng.normal(size=(rows, cols)).astype(dtype)
+        wt = np.zeros((cols, rows), dtype)
+        transpose(w, wt)
+        np.testing.assert_array_equal(wt, w.T)
