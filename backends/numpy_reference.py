@@ -102,11 +102,13 @@ class KinkWatch:
     (their ReLU slope 0 <-> 1): the trajectory a crossing leads to, whose distance from the plain one
     measures what crossings can do to the loss curve (workflow/lib/parity.py)."""
 
-    def __init__(self, tolerance: float, flip: bool = False) -> None:
-        self.tolerance, self.flip = tolerance, flip
+    def __init__(self, tolerance: float, flip: bool = False, until_first: bool = False) -> None:
+        self.tolerance, self.flip, self.until_first = tolerance, flip, until_first
         self.step, self.first_step, self.entries = 0, None, 0
 
     def watch(self, z: np.ndarray, a: np.ndarray, w: np.ndarray, b: np.ndarray, slope: np.ndarray) -> np.ndarray:
+        if self.until_first and self.first_step is not None and self.first_step < self.step:
+            return slope  # only the first crossing's step was asked for: the scale costs a second matmul
         scale = np.abs(a) @ np.abs(w) + np.abs(b)
         near = np.abs(z) <= self.tolerance * scale
         count = int(near.sum())
@@ -170,7 +172,7 @@ class NumpyBackend(Backend):
     ) -> TrainResult:
         """kinks: watch (and with its flip, cross) the ReLU kinks within float32 rounding; extra then
         holds "kink_crossing_epoch" (1-based, of the first such pre-activation; None: none) and
-        "kink_entries" (how many over the training)."""
+        "kink_entries" (how many over the training; with until_first, up to the first crossing's step)."""
         self.check_device(device)
         X, Y = check_inputs(spec, X, Y, init_params, schedule)
         dt = np.dtype(spec.dtype)

@@ -38,7 +38,7 @@ def float32_error(backend, spec: Spec, X, Y, p0, schedule, losses) -> dict:
     p64 = [p.astype(np.float64) for p in p0]
     X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
     relu = spec.activation == "relu" and bool(spec.hidden)
-    watch = KinkWatch(KINK_TOLERANCE * F32_EPS) if relu else None
+    watch = KinkWatch(KINK_TOLERANCE * F32_EPS, until_first=True) if relu else None
     exact = backend.train(spec64, X64, Y64, p64, schedule, kinks=watch)
     exact_losses = np.asarray(exact.loss_history, dtype=np.float64)
     out = {
@@ -57,6 +57,7 @@ def float32_error(backend, spec: Spec, X, Y, p0, schedule, losses) -> dict:
         out["max_rel_deviation_before_kink"] = float(before.max()) if before.size else 0.0
         crossed = backend.train(spec64, X64, Y64, p64, schedule, kinks=KinkWatch(KINK_TOLERANCE * F32_EPS, flip=True))
         out["kink_loss_deviation"] = rel(np.asarray(crossed.loss_history), exact_losses).tolist()
+        out["kink_entries"] = crossed.extra.get("kink_entries", 0)  # every step's, as the crossing run crossed them
     return out
 
 
