@@ -46,6 +46,7 @@ rule all:
         "results/summary.csv",
         "results/summary_over_seeds.csv",
         SWEEP_OUTPUTS,
+        SWEEP_MLFLOW,
     default_target: True
 
 

@@ -25,6 +25,7 @@ if not {DeploymentMethod.CONDA, DeploymentMethod.APPTAINER} & set(workflow.deplo
 STORE = "results/mlflow/.store-ready"
 # The sweep tables when sweeps are on (workflow/rules/sweep.smk), else nothing.
 SWEEP_OUTPUTS = ["results/sweeps/summary.csv", "results/sweeps/overheads.csv"] if PLAN.sweep_jobs else []
+SWEEP_MLFLOW = ["results/sweeps/mlflow.json"] if PLAN.sweep_jobs else []  # their MLflow runs (sweep.smk)
 # The rules' conda environments (--sdm conda), generated from the locks by
 # `python -m workflow.scripts.locks`: frameworks for CPU or GPU jobs (by the job's device), and the
 # report's (datasets and reports, no framework). Paths are relative to workflow/rules/.

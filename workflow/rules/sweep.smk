@@ -11,7 +11,6 @@ rule sweep:
         backend="|".join(sorted({re.escape(b) for _, b, _ in PLAN.sweep_jobs})) or "NONE",
     input:
         machine="results/machine.json",
-        store=STORE,
     output:
         "results/sweeps/{sweep}/{backend}-{device}.json",
     params:
@@ -23,8 +22,6 @@ rule sweep:
         min_repeat=config["sweeps"]["min_repeat_seconds"],
         steps=config["sweeps"]["steps_per_epoch"],
         seed=PLAN.seeds[0],
-        uri=config["mlflow"]["tracking_uri"] or "",
-        experiment=config["mlflow"]["experiment"],
     threads: config["threads"]
     priority: PRIORITY["sweep"]
     resources:
@@ -42,8 +39,30 @@ rule sweep:
         " --backend {wildcards.backend} --device {wildcards.device} --batch-sizes {params.batches}"
         " --widths {params.widths} --threads {threads} --repeats {params.repeats}"
         " --min-repeat-seconds {params.min_repeat} --steps-per-epoch {params.steps} --seed {params.seed}"
-        " --machine {input.machine} --results results --uri={params.uri:q}"
-        " --mlflow-experiment {params.experiment:q} --out {output} > {log} 2>&1"
+        " --machine {input.machine} --results results --out {output} > {log} 2>&1"
+
+
+rule sweep_mlflow:
+    """One MLflow run per sweep job, logged from one process (workflow/scripts/sweep_mlflow.py)."""
+    input:
+        sweeps=PLAN.sweep_files(),
+        store=STORE,
+    output:
+        "results/sweeps/mlflow.json",
+    params:
+        py=PY,
+        uri=config["mlflow"]["tracking_uri"] or "",
+        experiment=config["mlflow"]["experiment"],
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    log:
+        "results/logs/sweeps/mlflow.log",
+    conda:
+        CONDA_TRAIN_CPU
+    shell:
+        "{params.py} -m workflow.scripts.sweep_mlflow --results results --uri={params.uri:q}"
+        " --mlflow-experiment {params.experiment:q} --out {output} {input.sweeps} > {log} 2>&1"
 
 
 rule sweep_summary:
