@@ -65,8 +65,9 @@ def warm_up(backend, device: str) -> float:
 
 
 def measure(backend, spec: Spec, X, Y, p0, seed: int, device: str, cfg: TimingConfig, ceiling: float | None) -> dict:
-    """Every timed figure of one job, measured in a timing slot. Returns the run result's
-    "timings" entry (with its section proof and flags) and the variant that ran."""
+    """Every timed figure of one job: the compiling probe in the compile lane, the repetitions in a
+    timing slot. Returns the run result's "timings" entry (with both sections' proofs and the flags)
+    and the variant that ran."""
     lay = timing.layout(cfg.threads)
     full_samples = make_schedule(_with_epochs(spec, 1), len(X), seed).samples_per_epoch
     X, Y = timed_rows(backend, spec, X, Y)
@@ -126,9 +127,9 @@ def measure_compiled_first(
     compile time is not the quoted one (a timing replica, whose job's own process compiled cold; a
     sweep point). The slot is the run's one serial resource: torch.compile's ~14 s a shape held it
     for 102 s of the moons sweep's 104. compile_seconds is then this untimed epoch minus a steady one."""
-    X, Y = timed_rows(backend, spec, X, Y)
+    Xt, Yt = timed_rows(backend, spec, X, Y)  # the rows measure() times on: the shapes to compile
     one = _with_epochs(spec, 1)
-    first = backend.train(one, X, Y, p0, make_schedule(one, len(X), seed), device)
+    first = backend.train(one, Xt, Yt, p0, make_schedule(one, len(Xt), seed), device)
     t = measure(backend, spec, X, Y, p0, seed, device, cfg, ceiling)
     median = (t.get("train_samples_per_s") or {}).get("median")
     if median and len(first.epoch_seconds):
