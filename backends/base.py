@@ -80,14 +80,6 @@ class Backend(ABC):
         """Peak accelerator memory in bytes since start, or None on CPU."""
         return None
 
-    @property
-    def per_step_loop(self) -> bool:
-        """Whether training calls the framework once per batch (the eager loops, Keras's fit, the
-        idiomatic loop) rather than once per epoch: a step then costs the same whatever the epoch's
-        length, so timing may run on a few steps' worth of rows (workflow.lib.measure.TIMED_STEPS)
-        instead of whole long epochs. A compiled epoch's graph depends on its length: never."""
-        return self.mode != "compiled"
-
     def check_device(self, device: str) -> None:
         if device not in self.devices():
             raise BackendError(

@@ -213,26 +213,20 @@ def test_unstable_is_judged_within_a_process():
     assert timing.summarize(None, noisy)["unstable"]
 
 
-def test_a_per_step_loop_times_on_a_few_batches(tmp_path):
-    """A per-step loop (the NumPy reference's) times on TIMED_STEPS batches' worth of rows, its whole
-    epoch's pace scaled to the data's; a compiled epoch (fused) times on every row, its graph being
-    the epoch's own."""
-    from workflow.lib.measure import TIMED_STEPS, measure_compiled_first
+def test_a_replica_compiles_outside_the_slot(tmp_path):
+    """measure_compiled_first: one untimed epoch compiles the network first, so the probe in the compile
+    lane finds it compiled; its compile time is that untimed epoch's, and both sections are recorded."""
+    from workflow.lib.measure import measure_compiled_first
 
     spec = Spec(kind="mlp", n_inputs=2, n_outputs=1, hidden=(4, 2), activation="tanh", head="sigmoid", epochs=5)
-    n = 32 * (TIMED_STEPS * 3)
-    X = np.random.default_rng(0).standard_normal((n, 2)).astype(np.float32)
+    X = np.random.default_rng(0).standard_normal((256, 2)).astype(np.float32)
     Y = (X[:, :1] > 0).astype(np.float32)
     cfg = TimingConfig(threads=1, repeats=3, min_repeat_seconds=0.02, inference_batch=128, results=str(tmp_path))
-    ref = backends.get_backend(backends.REFERENCE, threads=1)
-    t = measure(ref, spec, X, Y, init_params(spec, 0), 1, "cpu", cfg, ceiling=None)
-    assert t["timed_on_rows"] == 32 * TIMED_STEPS and t["steps_per_epoch"] == TIMED_STEPS
-    timed_epoch = t["samples_per_epoch"] / t["train_samples_per_s"]["median"]
-    assert t["steady_epoch_seconds"] / timed_epoch == pytest.approx(3, rel=0.5)  # the whole epoch: 3 timed ones
     fused = backends.get_backend("fused", threads=1)
     t = measure_compiled_first(fused, spec, X, Y, init_params(spec, 0), 1, "cpu", cfg, ceiling=None)
-    assert t["timed_on_rows"] == n and t["steps_per_epoch"] == 3 * TIMED_STEPS
-    assert t["compile_measured"].startswith("untimed")
+    assert t["compile_measured"].startswith("untimed") and t["compile_seconds"] >= 0
+    assert t["train_samples_per_s"]["n"] == 3 and t["section"]["wall_s"] > 0
+    assert t["compile_section"]["cpus"] and t["compile_section"]["wall_s"] > 0
 
 
 def test_compilation_runs_in_its_own_lane(tmp_path):

@@ -30,9 +30,6 @@ from workflow.lib.flops import predict_flops_per_sample, train_flops_per_sample
 # Repetitions run and discarded before the timed ones (pyperf's warm-up values): torch's first
 # block after compilation ran up to 30% slower on mnist10k-mlp (154k-172k against 214k-232k samples/s).
 WARMUP_REPEATS = 1
-# A per-step loop times on at most this many full batches per epoch (timed_rows): enough that the
-# epoch's fixed costs (the loop's start, the last step's wait) stay below 1/TIMED_STEPS of it.
-TIMED_STEPS = 16
 MAX_SCHEDULE_INDICES = 5_000_000  # caps the time-boxed schedule's memory (40 MB of int64 indices)
 
 
@@ -67,10 +64,9 @@ def warm_up(backend, device: str) -> float:
 def measure(backend, spec: Spec, X, Y, p0, seed: int, device: str, cfg: TimingConfig, ceiling: float | None) -> dict:
     """Every timed figure of one job: the compiling probe in the compile lane, the repetitions in a
     timing slot. Returns the run result's "timings" entry (with both sections' proofs and the flags)
-    and the variant that ran."""
+    and the variant that ran. The lane's proof is recorded, not judged: a probe that compiles nothing
+    (NumPy, a cached numba kernel) lasts a few of /proc/stat's 10 ms ticks, too few to judge a share."""
     lay = timing.layout(cfg.threads)
-    full_samples = make_schedule(_with_epochs(spec, 1), len(X), seed).samples_per_epoch
-    X, Y = timed_rows(backend, spec, X, Y)
     n = len(X)
     probe_spec = _with_epochs(spec, 2)
     with timing.compile_lane(cfg.results, lay, cfg.threads) as lane:  # compilation: its own lane, not the slot
@@ -88,23 +84,19 @@ def measure(backend, spec: Spec, X, Y, p0, seed: int, device: str, cfg: TimingCo
         with sec.quoted():
             inference = _inference(backend, spec, steady.params, X, cfg, device)
     train = timing.summarize(rates)
-    # The experiment's whole epoch at the measured pace (time to target); the timed epoch itself where
-    # it was the whole one (a per-step loop may have timed on TIMED_STEPS steps' worth of rows).
-    epoch_median = float(np.median(epochs)) * full_samples / schedule.samples_per_epoch
+    epoch_median = float(np.median(epochs))
     flops = train_flops_per_sample(spec, schedule.batch_size)
     gflops = train["median"] * flops / 1e9 if train["median"] else None
     flags = list(sec.flags) + _figure_flags(train, gflops, ceiling)
-    flags += [f"compile time: {f}" for f in lane.flags if f.startswith("foreign load")]
     percent = 100 * gflops / ceiling if gflops is not None and ceiling else None
     variants = {probe.extra.get("variant"), steady.extra.get("variant")} - {None}
     return {
-        "compile_seconds": max(0.0, first - float(np.median(epochs))),
+        "compile_seconds": max(0.0, first - epoch_median),
         "first_epoch_seconds": first,
         "steady_epoch_seconds": epoch_median,
         "epochs_per_repeat": k,
         "samples_per_epoch": schedule.samples_per_epoch,
         "steps_per_epoch": schedule.steps_per_epoch,
-        "timed_on_rows": n,
         "train_samples_per_s": train,
         "inference_samples_per_s": {**timing.summarize(inference), "batch_size": cfg.inference_batch},
         "flops_per_train_sample": flops,
@@ -127,27 +119,14 @@ def measure_compiled_first(
     compile time is not the quoted one (a timing replica, whose job's own process compiled cold; a
     sweep point). The slot is the run's one serial resource: torch.compile's ~14 s a shape held it
     for 102 s of the moons sweep's 104. compile_seconds is then this untimed epoch minus a steady one."""
-    Xt, Yt = timed_rows(backend, spec, X, Y)  # the rows measure() times on: the shapes to compile
     one = _with_epochs(spec, 1)
-    first = backend.train(one, Xt, Yt, p0, make_schedule(one, len(Xt), seed), device)
+    first = backend.train(one, X, Y, p0, make_schedule(one, len(X), seed), device)
     t = measure(backend, spec, X, Y, p0, seed, device, cfg, ceiling)
     median = (t.get("train_samples_per_s") or {}).get("median")
     if median and len(first.epoch_seconds):
         t["compile_seconds"] = max(0.0, float(first.epoch_seconds[0]) - t["samples_per_epoch"] / median)
     t["compile_measured"] = "untimed, outside the timing slot"
     return t
-
-
-def timed_rows(backend, spec: Spec, X, Y):
-    """The rows a timing trains on: all of them, except for a per-step loop (backend.per_step_loop)
-    whose epoch holds more than TIMED_STEPS full batches: then the first TIMED_STEPS batches' worth.
-    Such a loop's step costs the same whatever the epoch's length, and a whole epoch of a slow loop
-    held the one timing slot for seconds (tensorflow-eager's blobs4-softmax, 800 steps of batch 4:
-    42 s of slot per process, 2-core AMD EPYC), where every repetition needs only min_repeat_seconds."""
-    batch = spec.batch_size or len(X)
-    if not backend.per_step_loop or len(X) // batch <= TIMED_STEPS:
-        return X, Y
-    return X[: TIMED_STEPS * batch], Y[: TIMED_STEPS * batch]
 
 
 def _figure_flags(train: dict, gflops: float | None, ceiling: float | None) -> list[str]:
