@@ -86,8 +86,12 @@ def test_the_check_against_history_leaves_foreign_load_out():
 
 # -- for real: the pipeline at four commits of a scratch repository ----------------------------
 
+# The planted slowdown: about 4x a step, well beyond the check's x/÷1.5, so that machine noise (a tiny
+# Python-bound figure moved 0.69x between two identical runs on a 2-core AMD EPYC Zen 3) cannot hide it;
+# with one extra pass (about 1.7x) the check called it one commit late in CI there (2026-12-07).
 SLOWER = """                Xb, Yb = X.copy()[idx], Y.copy()[idx]  # a host copy of the training set per step
-                gradients(spec, params, Xb, Yb)  # and an extra pass: every step's work twice
+                for _ in range(3):  # and three extra passes: every step's work four times
+                    gradients(spec, params, Xb, Yb)
                 loss, grads = gradients(spec, params, Xb, Yb, kinks)
 """
 STEP = "                loss, grads = gradients(spec, params, X[idx], Y[idx], kinks)\n"
