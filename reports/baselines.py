@@ -18,9 +18,9 @@ config's seeds; its results directory is the input. What goes in, per experiment
 - variant: the code path each run took (a fallback to another one is flagged by the check).
 - throughput: each run's median samples/s (train and inference; the timed seed) divided by that of one run of
   the same experiment measured in the same pipeline run: the reference backend on CPU, or the
-  slowest run when the reference did not finish, with its raw samples each over that median
+  slowest run when the reference did not finish, with its process medians each over that median
   (`throughput_samples`). The check compares ratios only, never seconds, flags a ratio only when it
-  moved by more than `factor` (3x) AND a Mann-Whitney U test on those samples says so (p < 0.05;
+  moved by more than `factor` (3x) AND Welch's t-test on their logs says so (p < 0.05;
   workflow/lib/stats.py compare_samples), and fails on it only when asked.
 
 The same rule is written into the file's "method" field with the constants used.
@@ -74,7 +74,7 @@ def method_text(s: dict) -> str:
         "variant: the code path of the baseline run; another one is flagged. throughput: ratio of "
         "the run's median samples/s (train, inference) to the ratio_to run of the same experiment and pipeline run "
         "(reference backend on cpu, else the slowest run); flagged when it moves by more than factor "
-        f"{s['throughput_factor']:g}x either way and a Mann-Whitney U test on the raw samples (each over the "
+        f"{s['throughput_factor']:g}x either way and Welch's t-test on the logs of the process medians (each over the "
         "ratio_to run's median) gives p < 0.05; compared only when both runs keep their recorded fingerprints."
     )
 

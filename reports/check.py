@@ -12,7 +12,7 @@ the run is missing (unless results/devices.json says it was not scheduled, e.g. 
 without failing: foreign load during timing, unstable timings, a variant other than the
 baseline's. Throughput is compared only as ratios between runs of the
 same pipeline run (see reports.baselines); a ratio is flagged only when it moved by more than the
-stated factor and a Mann-Whitney U test on the raw samples says the move is significant (p < 0.05,
+stated factor and Welch's t-test on the logs of the process medians says it is significant (p < 0.05,
 workflow/lib/stats.py compare_samples: each row's verdict is "no change", "faster", "slower" or
 "not comparable"), and fails only with --fail-on-throughput or "throughput": {"fail": true} in the
 baselines. Ratios of runs whose environment fingerprint differs from the recorded one, or timed

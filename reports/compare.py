@@ -4,8 +4,8 @@
   same seeds the comparison is paired, seed by seed: the delta moved when it exceeds the spread of the
   per-seed deltas (any delta for one seed); otherwise, when it exceeds the two trees' spreads over seeds;
 - speed: each run's median training samples/s, this over other, with the verdict of the measurement rule
-  (workflow/lib/stats.py compare_samples on the raw timed samples, pooled over the fresh processes that
-  timed them): "faster"/"slower" only beyond x/÷ SPEED_BAND AND Mann-Whitney p < 0.05, "no change"
+  (workflow/lib/stats.py compare_samples on the medians of the fresh processes that timed them):
+  "faster"/"slower" only beyond x/÷ SPEED_BAND AND Welch's p < 0.05 on their logs, "no change"
   otherwise, "not comparable" unless both runs carry the same environment fingerprint;
 - parity: each run's loss-curve deviation from the reference and its bound, in both trees;
 - runs: runs present in one tree only, or with another status;
@@ -24,18 +24,19 @@ from typing import Any
 from reports.overview import groups, median_speed
 from reports.results import SPLITS, fingerprint, metric, num
 from reports.tables import ENV_FIELDS, LOWER_IS_BETTER
-from workflow.lib.stats import compare_samples
+from workflow.lib.stats import compare_samples, units
 
 QUALITY_METRICS = {"regression": ("mse", "r2"), "classification": ("accuracy", "f1")}
 SPEED_BAND = 1.10  # 10%: the spread beyond which a timing is already called unstable
 
 
-def raw_speeds(runs: list[dict]) -> list[float]:
-    """Every raw training samples/s of a group's finished, timed runs (each pooled over its processes)."""
+def speed_units(runs: list[dict]) -> list[float]:
+    """The training samples/s a group's finished, timed runs are tested on: each run's process medians (its
+    repetitions where one process timed it; workflow.lib.stats.units)."""
     out = []
     for r in runs:
         if r["status"] == "ok" and (r.get("timings") or {}).get("timed", True):
-            out += [float(v) for v in ((r.get("timings") or {}).get("train_samples_per_s") or {}).get("raw") or []]
+            out += units((r.get("timings") or {}).get("train_samples_per_s"))
     return out
 
 
@@ -110,7 +111,7 @@ def speed_rows(this: list[dict], other: list[dict]) -> list[dict]:
             continue
         fa, fb = _fingerprints(a[key]), _fingerprints(b[key])
         like = fa == fb and len(fa) == 1
-        change = compare_samples(raw_speeds(a[key]), raw_speeds(b[key]), SPEED_BAND, comparable=like)
+        change = compare_samples(speed_units(a[key]), speed_units(b[key]), SPEED_BAND, comparable=like)
         rows.append(
             {
                 "experiment": key[0],

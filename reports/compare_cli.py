@@ -2,8 +2,8 @@
 
 Every speed cell (experiment, backend-device timed in both trees) with its median samples/s in each,
 the ratio this/other, the verdict of the measurement rules (workflow/lib/stats.py: "faster"/"slower"
-only when the ratio of medians is beyond the factor AND a Mann-Whitney U test on the raw samples gives
-p < alpha; "not comparable" across environment fingerprints), its p-value and reason; then the quality
+only when the ratio of medians is beyond the factor AND Welch's t-test on the logs of the process
+medians gives p < alpha; "not comparable" across environment fingerprints), its p-value and reason; then the quality
 and parity cells that moved. --json prints the whole comparison (the rows of reports/compare.py).
 """
 

@@ -15,8 +15,8 @@ Change points (the method, as in asv's step detection, with the project's signif
    differ by exactly `factor` saves, so smaller steps never pay for themselves.
 2. Confirmation. Each step between adjacent segments A and B is kept only where
    `workflow.lib.stats.compare_samples(samples of B, samples of A, factor)` calls it "faster" or
-   "slower": ratio of medians beyond `factor` AND Mann-Whitney p < alpha on the pooled samples
-   (timed repetitions for samples/s; one value per seed for quality and parity; one per commit for
+   "slower": ratio of medians beyond `factor` AND Welch's p < alpha on the logs of the pooled samples
+   (process medians for samples/s; one value per seed for quality and parity; one per commit for
    compile seconds). An unconfirmed step is removed and its neighbours re-checked.
 
 So a single noisy point is never a step (it cannot form a segment, and inside one its cost is

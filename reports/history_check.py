@@ -8,8 +8,8 @@ reports.history) up to and including it, and of those the last N before it insid
 (the change points of reports.history): after a confirmed step the new level is the baseline, so a
 regression fails the commit that made it, not every commit after it.
 
-- train samples/s: `compare_samples(this run's timed repetitions, the pooled repetitions of the N
-  parents, factor)` (ratio beyond the factor AND Mann-Whitney p < alpha; factor from
+- train samples/s: `compare_samples(this run's process medians, the pooled process medians of the N
+  parents, factor)` (ratio beyond the factor AND Welch's p < alpha on their logs; factor from
   reports.history.FIGURES); "slower" fails (like for like: same machine type, same versions),
   "faster" is a note.
 - quality (median over the seeds): expected = the median of the N parents' values, tolerance =
@@ -26,7 +26,7 @@ from reports.baselines import DEFAULTS, QUALITY, SPLITS, floor, split_size
 from reports.check import LOWER_IS_BETTER, Check, _flags, _parity, foreign, g
 from reports.results import metric, run_label
 from reports.seeds import seed_groups, timed_runs
-from workflow.lib.stats import compare_samples
+from workflow.lib.stats import compare_samples, units
 
 
 def _locate(history: dict) -> dict[str, tuple[dict, dict]]:
@@ -91,7 +91,7 @@ def _throughput(exp: str, label: str, run: dict, base: list[dict]) -> Check:
     """Parents timed under foreign load are left out of the pooled baseline, and a run timed under it
     is not compared: another process's share of the CPU is not a property of the code."""
     _, better, factor = hist.FIGURES["train_samples_per_s"]
-    this = ((run.get("timings") or {}).get("train_samples_per_s") or {}).get("raw") or []
+    this = units((run.get("timings") or {}).get("train_samples_per_s"))
     clean = [p for p in base if not foreign(p.get("flags"))]
     pooled = [v for p in clean for v in (p["figures"].get("train_samples_per_s") or {}).get("samples") or []]
     c = compare_samples(this, pooled, factor, higher_is_better=better)

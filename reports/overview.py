@@ -6,7 +6,7 @@
 - mlflow_link: where a run lives in MLflow (a UI URL, or the command that serves an embedded store).
 
 Each cell also says whether its difference from the fastest is significant, by the project's one rule
-(workflow.lib.stats.compare_samples on the raw timed samples, at the comparison page's factor
+(workflow.lib.stats.compare_samples on the process medians, at the comparison page's factor
 reports.compare.SPEED_BAND): a cell the rule calls "no change" is marked as not distinguishable.
 
 Runs are grouped by (experiment, label) into lists: today one run each; with several seeds per
@@ -23,7 +23,7 @@ from typing import Any
 
 from reports import seeds
 from reports.results import fingerprint, labels_in_order, num, run_label, sort_key, throughput, timing
-from workflow.lib.stats import ALPHA, compare_samples
+from workflow.lib.stats import ALPHA, TEST, compare_samples
 
 SPEED_LEVELS = (1.0, 0.8, 0.5, 0.25, 0.1)  # report.css: td.sp0 (the fastest) ... td.sp5 (under 10% of it)
 UI_PORT = 5000
@@ -77,21 +77,19 @@ def significance_rule() -> str:
     """What versus_fastest calls a difference, for the legend."""
     from reports.compare import SPEED_BAND
 
-    return (
-        f"a difference needs a ratio beyond ×/÷{SPEED_BAND:g} and Mann-Whitney p < {ALPHA:g} on the raw timed samples"
-    )
+    return f"a difference needs a ratio beyond ×/÷{SPEED_BAND:g} and {TEST} at p < {ALPHA:g}"
 
 
 def versus_fastest(rs: list[dict], fastest_runs: list[dict]) -> dict | None:
-    """compare_samples of a cell's raw timed samples/s against the fastest cell's, at SPEED_BAND: {verdict,
+    """compare_samples of a cell's samples/s (process medians) against the fastest cell's, at SPEED_BAND: {verdict,
     ratio, p_value, reason, factor, significant}; None for the fastest cell itself. Another environment
     fingerprint is "not comparable"."""
-    from reports.compare import SPEED_BAND, raw_speeds  # compare imports this module
+    from reports.compare import SPEED_BAND, speed_units  # compare imports this module
 
     if rs is fastest_runs:
         return None
     fps = {fingerprint(r) for r in rs + fastest_runs if r["status"] == "ok"}
-    change = compare_samples(raw_speeds(rs), raw_speeds(fastest_runs), SPEED_BAND, comparable=len(fps) <= 1)
+    change = compare_samples(speed_units(rs), speed_units(fastest_runs), SPEED_BAND, comparable=len(fps) <= 1)
     return {**change.to_dict(), "factor": SPEED_BAND, "significant": change.verdict in ("faster", "slower")}
 
 

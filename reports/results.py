@@ -21,6 +21,7 @@ import pandas as pd
 
 from backends import REFERENCE, names
 from reports import run_schema
+from workflow.lib.stats import units
 
 SPLITS = ("train", "test")
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1")
@@ -198,13 +199,13 @@ def throughput(run: dict, kind: str) -> float | None:
 
 
 def ratio_samples(run: dict, den: dict, kind: str) -> list[float]:
-    """The run's raw samples/s of kind 'train' or 'inference' (pooled over its timing processes), each over
-    the median of `den`'s: the samples a throughput ratio between two runs of one pipeline run is tested on."""
+    """The run's units of samples/s of kind 'train' or 'inference' (its process medians, or its repetitions
+    where one process timed it: workflow.lib.stats.units), each over the median of `den`'s: what a throughput
+    ratio between two runs of one pipeline run is tested on."""
     b = throughput(den, kind)
-    raw = timing(run, f"{kind}_samples_per_s", "raw") if throughput(run, kind) is not None else None
-    if b is None or not raw:
+    if b is None or throughput(run, kind) is None:
         return []
-    return [float(v) / b for v in raw if v is not None and math.isfinite(v)]
+    return [v / b for v in units((run.get("timings") or {}).get(f"{kind}_samples_per_s"))]
 
 
 def speedup_vs_slowest(runs: list[dict], kind: str) -> dict[str, float]:

@@ -43,8 +43,8 @@ NOT_SEEN = "no CUDA device seen on this machine"
 
 
 def job_config(seeds: tuple[int, ...], results_dir: Path) -> JobConfig:
-    """Short: 5 repetitions of at least 20 ms (the raw samples a comparison tests: 3 against 3 can never be
-    significant, see workflow/lib/stats.py min_p_value); the timing slots live in results_dir."""
+    """Short: 5 repetitions of at least 20 ms in one process (the units a comparison tests, see
+    workflow/lib/stats.py units); the timing slots live in results_dir."""
     return JobConfig(
         threads=1,
         repeats=5,

@@ -44,7 +44,7 @@ def test_a_step_at_the_newest_commit_waits_for_a_second_commit():
 
 def test_steps_within_the_factor_or_without_significance_are_not_named():
     assert steps([100, 100, 120, 120]) == []  # 1.2x < the 1.5x factor
-    # 2x apart in the medians, but one sample per point: 2 vs 2 values can never reach p < 0.05
+    # 2x apart in the medians, but one sample per point and no spread on either side: no noise to test against
     assert change_points([100, 100, 50, 50], [[100], [100], [50], [50]], 1.5, True) == []
 
 

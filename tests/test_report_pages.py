@@ -142,7 +142,8 @@ def test_first_screen_markup_shows_each_ratio_and_verdict(results):
 
 
 def test_matrix_marks_differences_from_the_fastest_that_are_not_significant(results, tmp_path):
-    """Each cell against its experiment's fastest by compare_samples at SPEED_BAND on the raw timed samples:
+    """Each cell against its experiment's fastest by compare_samples at SPEED_BAND on its units (here one
+    process each, so its timed repetitions):
     a run at 0.97x of the fastest with overlapping samples is marked ≈ (p in its tooltip), one at 0.3x is
     significantly slower and not marked."""
     tree = tmp_path / "results"
@@ -176,19 +177,22 @@ def test_matrix_marks_differences_from_the_fastest_that_are_not_significant(resu
                 assert cell["vs_fastest"] is None
                 continue
             mine = [x for x in runs if x["experiment"] == r["experiment"] and run_label(x) == label]
-            want = compare_samples(K.raw_speeds(mine), K.raw_speeds(top_runs), K.SPEED_BAND)
+            want = compare_samples(K.speed_units(mine), K.speed_units(top_runs), K.SPEED_BAND)
             assert cell["vs_fastest"]["verdict"] == want.verdict and cell["vs_fastest"]["p_value"] == want.p_value
     cells = next(r for r in matrix["rows"] if r["experiment"] == "moons-mlp")["cells"]
     same, slower = cells[others[0]]["vs_fastest"], cells[others[1]]["vs_fastest"]
     assert same["verdict"] == "no change" and same["ratio"] == pytest.approx(0.97, rel=0.01)
     assert slower["verdict"] == "slower" and slower["p_value"] < 0.05
     html = H.first_screen(runs)
-    p = f"Mann-Whitney p = {same['p_value']:.2g}"
+    p = f"Welch p = {same['p_value']:.2g}"
     assert re.search(rf'<td class="num sp1 ns" title="{others[0]}: [^"]*not significantly different from the '
                      rf'fastest \({re.escape(p)};[^"]*">≈0\.97×', html)  # fmt: skip
     assert re.search(rf'<td class="num sp3" title="{others[1]}: [^"]*significantly slower than the fastest '
-                     rf'\(Mann-Whitney p = [^"]*">0\.30×', html)  # fmt: skip
-    legend = " not significantly different from the fastest (a difference needs a ratio beyond ×/÷1.1 and Mann-Whitney"
+                     rf'\(Welch p = [^"]*">0\.30×', html)  # fmt: skip
+    legend = (
+        " not significantly different from the fastest (a difference needs a ratio beyond ×/÷1.1 and Welch's"
+        " t-test on the logs of the process medians at"
+    )
     assert f'class="key ns">≈</span>{escape(legend)} p &lt; 0.05' in html
 
 
@@ -320,9 +324,10 @@ def test_report_first_screen_size_and_console_in_headless_chromium(wide, tmp_pat
 
 
 def test_a_change_is_called_only_beyond_the_factor_and_significant(results, tmp_path):
-    """The measurement rule on real run results: 0.79x with raw samples that overlap the other tree's is
-    "no change" (Mann-Whitney p = 0.55); the same ratio with separated samples is "slower"; within the
-    band is "no change"; another environment fingerprint is "not comparable"."""
+    """The measurement rule on real run results (one timing process each, so its repetitions are the
+    units): 0.79x with samples that overlap the other tree's is "no change" (Welch's p on the logs 0.41);
+    the same ratio with separated samples is "slower"; within the band is "no change"; another
+    environment fingerprint is "not comparable"."""
     this, other = tmp_path / "this", tmp_path / "other"
     shutil.copytree(results, this)
     shutil.copytree(results, other)
@@ -343,7 +348,7 @@ def test_a_change_is_called_only_beyond_the_factor_and_significant(results, tmp_
     rows = {(r["experiment"], r["run"]): r for r in K.compare(load_runs(this), load_runs(other))["speed"]}
     row = rows[("moons-mlp", "torch-cpu")]
     assert row["ratio"] == pytest.approx(95 / 120) and row["verdict"] == "no change", row
-    assert "not significant" in row["reason"] and row["p_value"] == pytest.approx(0.548, abs=1e-3)
+    assert "not significant" in row["reason"] and row["p_value"] == pytest.approx(0.408, abs=1e-3)
     row = rows[("moons-logistic", "torch-cpu")]
     assert row["verdict"] == "slower" and row["p_value"] < 0.05, row
     row = rows[("moons-mlp", "numpy-cpu")]

@@ -58,16 +58,56 @@ def test_processes_give_the_interval():
 
 def test_a_change_needs_the_factor_and_the_test():
     rng = np.random.default_rng(0)
-    base = 1000 * (1 + 0.02 * rng.standard_normal(9))
+    base = 1000 * (1 + 0.02 * rng.standard_normal(3))  # three process medians
     assert stats.compare_samples(base * 1.3, base, factor=1.1).verdict == "faster"
     assert stats.compare_samples(base / 1.3, base, factor=1.1).verdict == "slower"
-    # beyond the factor but on too few samples to tell (3 vs 3 can never reach p < 0.05)
-    small = stats.compare_samples(base[:3] * 1.3, base[:3], factor=1.1)
-    assert small.verdict == "no change" and small.p_value >= 0.05
-    assert stats.min_p_value(3, 3) == pytest.approx(0.1)
+    # beyond the factor but within the processes' own spread (1.15x between runs whose processes
+    # already differ by 1.3x): no change
+    spread = np.array([1000.0, 1300.0, 1100.0])
+    wide = stats.compare_samples(spread * 1.15, spread, factor=1.1)
+    assert wide.verdict == "no change" and wide.p_value >= 0.05
     # significant but within the factor
     assert stats.compare_samples(base * 1.05, base, factor=1.1).verdict == "no change"
     assert stats.compare_samples(base, base, factor=1.1, comparable=False).verdict == "not comparable"
     assert stats.compare_samples([], base, factor=1.1).verdict == "not comparable"
+    one = stats.compare_samples([2000.0], base, factor=1.1)
+    assert one.verdict == "no change" and one.p_value is None and "under 2 units" in one.reason
     # lower is better (e.g. seconds)
     assert stats.compare_samples(base * 1.3, base, factor=1.1, higher_is_better=False).verdict == "slower"
+
+
+def test_the_unit_is_the_process():
+    """Process medians where several processes timed a figure; its repetitions where one did."""
+    s = timing.summarize(None, [[100.0, 101.0, 99.0], [130.0, 131.0, 129.0], [110.0, 111.0, 109.0]])
+    assert stats.units(s) == [100.0, 130.0, 110.0]
+    assert stats.units(timing.summarize([3.0, 1.0, 2.0])) == [3.0, 1.0, 2.0]
+    assert stats.units(None) == []
+
+
+def _runs(rng, pairs: int, processes: int, ratio: float = 1.0) -> list[tuple[dict, dict]]:
+    """Pairs of timed figures, each from `processes` fresh processes of 3 repetitions: the process
+    level varies 8% (lognormal) and a process's repetitions 1% around it, as on the 2-core machines."""
+
+    def run(scale):
+        level = scale * 1000 * np.exp(0.08 * rng.standard_normal(processes))
+        return timing.summarize(None, [list(v * np.exp(0.01 * rng.standard_normal(3))) for v in level])
+
+    return [(run(ratio), run(1.0)) for _ in range(pairs)]
+
+
+@pytest.mark.parametrize("processes", [3, 5])
+def test_alike_runs_are_called_moved_at_most_alpha_of_the_time(processes):
+    """4,000 pairs of runs drawn alike: the rule (the test alone, factor 1) calls a change in at most
+    alpha + 1 point of them, where a test on the repetitions pooled over processes calls one in over 15%.
+    A real 1.5x change with the same spreads is called in most pairs."""
+    from scipy.stats import mannwhitneyu
+
+    rng = np.random.default_rng(processes)
+    pairs = _runs(rng, 4000, processes)
+    called = sum(stats.compare_samples(stats.units(a), stats.units(b), 1.0).verdict != "no change" for a, b in pairs)
+    pooled = sum(mannwhitneyu(a["raw"], b["raw"]).pvalue < stats.ALPHA for a, b in pairs)
+    assert called / len(pairs) <= stats.ALPHA + 0.01, called / len(pairs)
+    assert pooled / len(pairs) > 0.15, pooled / len(pairs)
+    real = _runs(rng, 500, processes, ratio=1.5)
+    found = sum(stats.compare_samples(stats.units(a), stats.units(b), 1.1).verdict == "faster" for a, b in real)
+    assert found / len(real) > 0.8, found / len(real)

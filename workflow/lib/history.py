@@ -8,8 +8,9 @@ What a point holds (plain JSON rows, the only thing reports/ sees): the parent's
 date (tag fwbench.commit_time, set when the parent is created; older parents fall back to their start
 time), the child runs' environment fingerprint, framework versions, variant and a hash of the trained
 spec (params spec.*, preprocess.*, dataset), and each figure as {value, samples}: train samples/s
-(the timed seed's median; samples: every timed repetition, logged as metric train_samples_per_s_raw
-with step = repetition, or read from the run's result.json for runs logged before that metric),
+(the timed seed's median; samples: the medians of the fresh processes that timed it, metric
+train_samples_per_s_process_median with step = process, or every timed repetition where one process
+timed it, metric train_samples_per_s_raw, or the run's result.json for runs logged before those),
 compile seconds (the timed seed), each quality metric (value: median over the seeds; samples: one
 per seed) and parity (the largest loss-curve deviation over the seeds). Points are like for like
 only with the same fingerprint and spec (`like` key); reports/history.py joins those into series,
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workflow.lib.parent import COMMIT_TIME_TAG
+from workflow.lib.stats import units
 from workflow.lib.store import StoreError, check_reachable, client_for, default_uri, redact, resolve_uri, store_lock
 from workflow.lib.tracking import GIT_COMMIT_TAG, PARENT_KEY_TAG, PARENT_RUN_TAG
 
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 RAW_METRIC = "train_samples_per_s_raw"  # tracking._metrics logs it, step = repetition
+PROCESS_METRIC = "train_samples_per_s_process_median"  # tracking._metrics logs it, step = fresh process
 QUALITY = [f"{split}_{m}" for split in ("test", "train") for m in ("accuracy", "f1", "mse", "r2")]
 PARITY = "parity_max_rel_loss_deviation"
 PAGE = 1000
@@ -139,7 +142,7 @@ def _point(client: MlflowClient, parent: dict, experiment: str, backend: str, de
     figures: dict[str, dict] = {}
     if timed is not None:
         m = timed.data.metrics
-        figures["train_samples_per_s"] = {"value": m["train_samples_per_s_median"], "samples": _raw(client, timed)}
+        figures["train_samples_per_s"] = {"value": m["train_samples_per_s_median"], "samples": _units(client, timed)}
         if "compile_seconds" in m:
             figures["compile_seconds"] = {"value": m["compile_seconds"], "samples": [m["compile_seconds"]]}
     for name in QUALITY:
@@ -170,16 +173,18 @@ def _point(client: MlflowClient, parent: dict, experiment: str, backend: str, de
     }
 
 
-def _raw(client: MlflowClient, run) -> list[float]:
-    """Every timed repetition's samples/s: the metric's steps, else the run's result.json artifact."""
-    hist = sorted(client.get_metric_history(run.info.run_id, RAW_METRIC), key=lambda m: m.step)
-    if hist:
-        return [m.value for m in hist]
+def _units(client: MlflowClient, run) -> list[float]:
+    """The samples/s a change is tested on (workflow.lib.stats.units): the medians of the fresh processes
+    that timed the run (metric PROCESS_METRIC, a step each) where 2 or more did, else every timed
+    repetition (RAW_METRIC); else the run's result.json artifact."""
+    for name in (PROCESS_METRIC, RAW_METRIC):
+        hist = sorted(client.get_metric_history(run.info.run_id, name), key=lambda m: m.step)
+        if len(hist) >= 2 or (hist and name == RAW_METRIC):
+            return [m.value for m in hist]
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = client.download_artifacts(run.info.run_id, "result.json", tmp)
-            raw = json.loads(Path(path).read_text())["timings"]["train_samples_per_s"]["raw"]
-        return [float(v) for v in raw]
+            return units(json.loads(Path(path).read_text())["timings"]["train_samples_per_s"])
     except Exception:  # noqa: BLE001 - no artifact, no raw samples: the point keeps its median alone
         return [run.data.metrics["train_samples_per_s_median"]]
 

@@ -9,9 +9,19 @@ population median with probability P(j <= B <= n - j), B ~ Binomial(n, 1/2). Its
 real one, stated beside it; at small n it is below the level asked for, and says so.
 
 A change is called only when both hold (asv's rule): the ratio of medians is beyond the stated
-factor, and a two-sided Mann-Whitney U test on the raw samples rejects "same distribution" at
-`alpha`. Either alone is not enough: a fixed band calls process-to-process noise a change, and a
-test alone calls a real but negligible 1% change one.
+factor, and a test on independent units rejects "same level" at `alpha`. Either alone is not enough:
+a fixed band calls process-to-process noise a change, and a test alone calls a real but negligible
+1% change one.
+
+The unit is the fresh process (`units`): a figure timed in several processes is tested on its
+process medians, not on its repetitions pooled. Repetitions of one process share its layout, placement
+and code alignment, so they are not independent draws of what a rerun gives; pooling 3 x 3 of them
+as 9 independent values made a Mann-Whitney test call 15% of the cells of two runs of one commit
+"moved" (README). With 3 process medians a side, Mann-Whitney can never reach p < 0.05 (its
+smallest p is 0.10), so the test is Welch's t on the logarithms of the units: timings are
+multiplicative, and on logs a shift is a ratio. A figure timed in one process has only its
+repetitions to test on: the between-process spread is then unknown, and a process's own shift can
+be called a change.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import numpy as np
 LEVEL = 0.95  # the confidence asked for; the interval states the level it reaches at its n
 ALPHA = 0.05  # significance level of the change test
 VERDICTS = ("faster", "slower", "no change", "not comparable")
+TEST = "Welch's t-test on the logs of the process medians"  # how compare_samples' test is named in every text
 
 
 def _binom_cdf_half(k: int, n: int) -> float:
@@ -64,22 +75,26 @@ def level_label(level: float | None) -> str:
     return f"{pct:.0f}% interval" if abs(pct - round(pct)) < 0.05 else f"{pct:.1f}% interval"
 
 
-def mann_whitney_p(a, b) -> float | None:
-    """Two-sided Mann-Whitney U p-value of samples a and b (None where either has under 2 values)."""
-    from scipy.stats import mannwhitneyu
+def units(figure: dict | None) -> list[float]:
+    """The independent values a timed figure (timing.summarize's dict) is tested on: its process medians
+    where it was timed in 2 or more fresh processes, else its raw repetitions (one process)."""
+    figure = figure or {}
+    procs = [p.get("median") for p in figure.get("processes") or []]
+    values = procs if len(procs) >= 2 else (figure.get("raw") or [])
+    return [float(v) for v in values if v is not None and math.isfinite(v)]
 
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+
+def welch_log_p(a, b) -> float | None:
+    """Two-sided p-value of Welch's t-test on log(a) vs log(b); None where either has under 2 values, or
+    neither side varies (no noise to test a difference against)."""
+    from scipy.stats import ttest_ind
+
+    a, b = np.log(np.asarray(a, dtype=np.float64)), np.log(np.asarray(b, dtype=np.float64))
     if a.size < 2 or b.size < 2:
         return None
-    if np.ptp(np.concatenate([a, b])) == 0:
-        return 1.0
-    return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
-
-
-def min_p_value(n_a: int, n_b: int) -> float:
-    """The smallest two-sided p-value Mann-Whitney can give at these sizes (complete separation):
-    below alpha only from 3 vs 4 samples; 3 vs 3 can never be significant at 0.05."""
-    return 2 / math.comb(n_a + n_b, n_a)
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        return 1.0 if a[0] == b[0] else None
+    return float(ttest_ind(a, b, equal_var=False).pvalue)
 
 
 @dataclass(frozen=True)
@@ -98,9 +113,10 @@ class Change:
 def compare_samples(
     this, other, factor: float, alpha: float = ALPHA, higher_is_better: bool = True, comparable: bool = True
 ) -> Change:
-    """The verdict on `this` against `other` (raw samples of one figure, e.g. samples/s): "faster" or
-    "slower" only when the ratio of medians is beyond `factor` (either way) and Mann-Whitney's p < alpha;
-    "no change" otherwise; "not comparable" when `comparable` is false or either side has no samples."""
+    """The verdict on `this` against `other` (independent units of one figure, e.g. process medians of
+    samples/s: `units`): "faster" or "slower" only when the ratio of medians is beyond `factor` (either
+    way) and Welch's p on the logs < alpha; "no change" otherwise; "not comparable" when `comparable` is
+    false or either side has no samples."""
     this = [float(v) for v in ([] if this is None else this) if v is not None and math.isfinite(v)]
     other = [float(v) for v in ([] if other is None else other) if v is not None and math.isfinite(v)]
     if not comparable:
@@ -110,13 +126,16 @@ def compare_samples(
     m_this, m_other = float(np.median(this)), float(np.median(other))
     if m_other <= 0 or m_this <= 0:
         return Change(None, None, "not comparable", "a median is not positive")
+    if min(this + other) <= 0:
+        return Change(None, None, "not comparable", "a value is not positive (the test is on logarithms)")
     ratio = m_this / m_other
-    p = mann_whitney_p(this, other)
+    p = welch_log_p(this, other)
     beyond = ratio > factor or ratio < 1 / factor
     if not beyond:
         return Change(ratio, p, "no change", f"within x/÷{factor:g}")
     if p is None or p >= alpha:
-        why = "too few samples for the test" if p is None else f"not significant (p = {p:.2g} >= {alpha:g})"
+        few = "under 2 units a side" if min(len(this), len(other)) < 2 else "no spread on either side"
+        why = f"{few}: no test" if p is None else f"not significant (p = {p:.2g} >= {alpha:g})"
         return Change(ratio, p, "no change", why)
     better = ratio > 1 if higher_is_better else ratio < 1
     return Change(ratio, p, "faster" if better else "slower", f"beyond x/÷{factor:g}, p = {p:.2g}")
