@@ -12,8 +12,9 @@ import pytest
 from tests.helpers_results import moons_logistic_result
 from tests.scaleout import free_port, mlflow_server, rest
 from workflow.lib.parent import end_parent, parent_key, start_parent
+from workflow.lib.run_record import plain_commit
 from workflow.lib.store import MARKER
-from workflow.lib.tracking import PARENT, default_uri, log_run, plain_commit
+from workflow.lib.tracking import PARENT, default_uri, log_run
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 SECRET = "s3cret-pw"

@@ -12,6 +12,7 @@ import pytest
 from tests.helpers_results import moons_logistic_result
 from tests.scaleout import free_port, mlflow_server, rest
 from workflow.lib import catalogue
+from workflow.lib.run_record import curve_steps
 from workflow.lib.store import MARKER, StoreError, resolve_uri
 from workflow.lib.tracking import (
     MAX_BATCH,
@@ -19,7 +20,6 @@ from workflow.lib.tracking import (
     MAX_PARAMS,
     MAX_TAGS,
     batches,
-    curve_steps,
     default_uri,
     init_store,
     log_run,

@@ -30,16 +30,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workflow.lib.parent import COMMIT_TIME_TAG
+from workflow.lib.run_record import GIT_COMMIT_TAG
 from workflow.lib.stats import units
 from workflow.lib.store import StoreError, check_reachable, client_for, default_uri, redact, resolve_uri, store_lock
-from workflow.lib.tracking import GIT_COMMIT_TAG, PARENT_KEY_TAG, PARENT_RUN_TAG
+from workflow.lib.tracking import PARENT_KEY_TAG, PARENT_RUN_TAG
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 SCHEMA_VERSION = 1
-RAW_METRIC = "train_samples_per_s_raw"  # tracking._metrics logs it, step = repetition
-PROCESS_METRIC = "train_samples_per_s_process_median"  # tracking._metrics logs it, step = fresh process
+RAW_METRIC = "train_samples_per_s_raw"  # run_record.run_metrics logs it, step = repetition
+PROCESS_METRIC = "train_samples_per_s_process_median"  # run_record.run_metrics logs it, step = fresh process
 QUALITY = [f"{split}_{m}" for split in ("test", "train") for m in ("accuracy", "f1", "mse", "r2")]
 PARITY = "parity_max_rel_loss_deviation"
 PAGE = 1000

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from workflow.lib.run_record import GIT_COMMIT_TAG, NOTE_TAG, flatten, param_value
 from workflow.lib.store import (
     check_reachable,
     client_for,
@@ -37,17 +38,13 @@ from workflow.lib.store import (
     store_lock,
 )
 from workflow.lib.tracking import (
-    GIT_COMMIT_TAG,
     MAX_PARAMS,
     MAX_TAGS,
-    NOTE_TAG,
     PARENT,
     PARENT_KEY_TAG,
     PARENT_RUN_TAG,
     chunks,
     context_tags,
-    flatten,
-    param_value,
 )
 
 if TYPE_CHECKING:
