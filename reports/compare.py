@@ -4,9 +4,10 @@
   same seeds the comparison is paired, seed by seed: the delta moved when it exceeds the spread of the
   per-seed deltas (any delta for one seed); otherwise, when it exceeds the two trees' spreads over seeds;
 - speed: each run's median training samples/s, this over other, with the verdict of the measurement rule
-  (workflow/lib/stats.py compare_samples on the medians of the fresh processes that timed them):
-  "faster"/"slower" only beyond x/÷ SPEED_BAND AND Welch's p < 0.05 on their logs, "no change"
-  otherwise, "not comparable" unless both runs carry the same environment fingerprint;
+  (workflow/lib/stats.py compare_samples on the medians of the fresh processes that timed them, each per
+  GFLOP/s of its run's measured machine ceiling where both trees have one): "faster"/"slower" only beyond
+  x/÷ SPEED_BAND AND Welch's p < 0.05 on their logs, "no change" otherwise, "not comparable" unless both
+  runs carry the same environment fingerprint;
 - parity: each run's loss-curve deviation from the reference and its bound, in both trees;
 - runs: runs present in one tree only, or with another status;
 - environment: the two trees' environments side by side, field by field.
@@ -22,7 +23,7 @@ import statistics
 from typing import Any
 
 from reports.overview import groups, median_speed
-from reports.results import SPLITS, fingerprint, metric, num
+from reports.results import SPLITS, fingerprint, metric, num, timing
 from reports.tables import ENV_FIELDS, LOWER_IS_BETTER
 from workflow.lib.stats import compare_samples, units
 
@@ -30,13 +31,30 @@ QUALITY_METRICS = {"regression": ("mse", "r2"), "classification": ("accuracy", "
 SPEED_BAND = 1.10  # 10%: the spread beyond which a timing is already called unstable
 
 
-def speed_units(runs: list[dict]) -> list[float]:
+def _timed(runs: list[dict]) -> list[dict]:
+    return [r for r in runs if r["status"] == "ok" and (r.get("timings") or {}).get("timed", True)]
+
+
+def ceiling(run: dict) -> float | None:
+    """The machine ceiling (GFLOP/s) the run's own pipeline run measured (calibrate), None without one."""
+    v = num(timing(run, "machine_ceiling_gflops"))
+    return v if v is not None and math.isfinite(v) and v > 0 else None
+
+
+def per_ceiling(runs: list[dict]) -> bool:
+    """Whether every timed run of a group carries its machine ceiling (then it can be compared per GFLOP/s)."""
+    timed = _timed(runs)
+    return bool(timed) and all(ceiling(r) is not None for r in timed)
+
+
+def speed_units(runs: list[dict], per_gflops: bool = False) -> list[float]:
     """The training samples/s a group's finished, timed runs are tested on: each run's process medians (its
-    repetitions where one process timed it; workflow.lib.stats.units)."""
+    repetitions where one process timed it; workflow.lib.stats.units), each over its run's machine ceiling
+    with per_gflops (samples/s per GFLOP/s of the machine as its run measured it)."""
     out = []
-    for r in runs:
-        if r["status"] == "ok" and (r.get("timings") or {}).get("timed", True):
-            out += units((r.get("timings") or {}).get("train_samples_per_s"))
+    for r in _timed(runs):
+        scale = ceiling(r) if per_gflops else 1.0
+        out += [v / scale for v in units((r.get("timings") or {}).get("train_samples_per_s"))]
     return out
 
 
@@ -101,8 +119,14 @@ def _fingerprints(runs: list[dict]) -> list[str]:
 
 
 def speed_rows(this: list[dict], other: list[dict]) -> list[dict]:
-    """A row per run timed in both trees: median samples/s each, ratio this/other, the verdict (its p-value
-    and reason), moved (a verdict of faster or slower), like_for_like."""
+    """A row per run timed in both trees: median samples/s each, samples_ratio this/other, machine_ratio (this
+    tree's machine ceiling over the other's), the verdict (its ratio, p-value and reason), moved (a verdict
+    of faster or slower), like_for_like.
+
+    Where both runs carry the ceiling their pipeline run measured (the calibrate job), the verdict is on
+    samples/s per GFLOP/s of that ceiling: a shared 2-core machine ran the CI config 1.38x faster (ceiling
+    67.6 -> 93.3 GFLOP/s) two hours apart, every backend with it, and a comparison of the same code must
+    not call the machine's own speed a change (README). `ratio` is then per ceiling, `samples_ratio` raw."""
     a, b = groups(this), groups(other)
     rows = []
     for key in sorted(a.keys() & b.keys()):
@@ -111,17 +135,26 @@ def speed_rows(this: list[dict], other: list[dict]) -> list[dict]:
             continue
         fa, fb = _fingerprints(a[key]), _fingerprints(b[key])
         like = fa == fb and len(fa) == 1
-        change = compare_samples(speed_units(a[key]), speed_units(b[key]), SPEED_BAND, comparable=like)
+        norm = per_ceiling(a[key]) and per_ceiling(b[key])
+        change = compare_samples(speed_units(a[key], norm), speed_units(b[key], norm), SPEED_BAND, comparable=like)
+        machine = (
+            statistics.median(map(ceiling, _timed(a[key]))) / statistics.median(map(ceiling, _timed(b[key])))
+            if norm
+            else None
+        )
         rows.append(
             {
                 "experiment": key[0],
                 "run": key[1],
                 "this": x,
                 "other": y,
-                "ratio": x / y,
+                "samples_ratio": x / y,
+                "machine_ratio": machine,
+                "per_ceiling": norm,
+                "ratio": change.ratio if change.ratio is not None else (x / y) / (machine or 1.0),
                 "verdict": change.verdict,
                 "p_value": change.p_value,
-                "reason": change.reason,
+                "reason": (f"per GFLOP/s of ceiling, {change.reason}" if norm else change.reason),
                 "moved": change.verdict in ("faster", "slower"),
                 "like_for_like": like,
                 "fingerprints": {"this": fa, "other": fb},
@@ -202,8 +235,11 @@ def compare(this: list[dict], other: list[dict]) -> dict:
     speed = speed_rows(this, other)
     quality = quality_rows(this, other)
     parity = parity_rows(this, other)
+    ceilings = [[c for r in _timed(runs) if (c := ceiling(r)) is not None] for runs in (this, other)]
+    machine = {side: statistics.median(c) if c else None for side, c in zip(("this", "other"), ceilings)}
     return {
         "like_for_like": _fingerprints(this) == _fingerprints(other),
+        "machine": {**machine, "ratio": machine["this"] / machine["other"] if all(machine.values()) else None},
         "fingerprints": {"this": _fingerprints(this), "other": _fingerprints(other)},
         "environment": environment_rows(this, other),
         "speed": speed,

@@ -56,16 +56,28 @@ def table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
 
 
+def _machine_line(m: dict) -> str:
+    if not m.get("ratio"):
+        return "machine ceiling: not in both trees (speed compared in samples/s)"
+    return (
+        f"machine ceiling (calibrate): this {m['this']:.1f} GFLOP/s, other {m['other']:.1f} GFLOP/s, "
+        f"x{m['ratio']:.3g}; speed verdicts are per GFLOP/s of each run's ceiling"
+    )
+
+
 def render(c: dict) -> str:
-    head = ["experiment", "run", "this samples/s", "other samples/s", "this/other", "verdict", "p", "reason"]
+    head = ["experiment", "run", "this samples/s", "other samples/s", "this/other", "per ceiling", "verdict", "p"]
+    head.append("reason")
     speed = [head] + [
-        [r["experiment"], r["run"], _num(r["this"]), _num(r["other"]), _num(r["ratio"]), verdict(r)]
+        [r["experiment"], r["run"], _num(r["this"]), _num(r["other"]), _num(r.get("samples_ratio", r["ratio"]))]
+        + [_num(r["ratio"]) if r.get("per_ceiling") else "-", verdict(r)]
         + [_num(r.get("p_value"), 2), r.get("reason") or ("" if "verdict" in r else "no verdict in this comparison")]
         for r in c["speed"]
     ]
     parts = [
         f"like for like: {'yes' if c['like_for_like'] else 'no'} (fingerprints this "
         f"{', '.join(c['fingerprints']['this'])}; other {', '.join(c['fingerprints']['other'])})",
+        _machine_line(c.get("machine") or {}),
         "",
         f"speed ({len(c['speed'])} cells timed in both):",
         table(speed) if c["speed"] else "  none",
