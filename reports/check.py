@@ -287,7 +287,7 @@ def _throughput(
             row.note = True
         elif not (base.get("throughput_samples") or {}).get(kind):
             row.got = f"{a / b:.3g}"
-            row.verdict = "not comparable: the baseline has no raw samples (refresh it: fwbench baseline)"
+            row.verdict = "not comparable: the baseline has no throughput samples (refresh it: fwbench baseline)"
             row.note = True
         else:
             row.got = f"{a / b:.3g}"

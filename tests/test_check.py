@@ -232,7 +232,7 @@ def test_baseline_without_raw_samples_is_not_comparable(work):
     edit(work, "moons-mlp", "jax-eager-cpu", _speed_up(10.0), timed_only=True)
     code, out = run_check(work, "--fail-on-throughput")
     assert code == 0, out
-    assert "baseline has no raw samples" in row(out, "moons-mlp", "jax-eager-cpu", "train speed / numpy-cpu")
+    assert "baseline has no throughput samples" in row(out, "moons-mlp", "jax-eager-cpu", "train speed / numpy-cpu")
 
 
 def test_small_throughput_drift_is_not_flagged(work):

@@ -354,3 +354,39 @@ def test_a_change_is_called_only_beyond_the_factor_and_significant(results, tmp_
     row = rows[("moons-mlp", "numpy-cpu")]
     assert row["ratio"] == pytest.approx(1.05) and row["verdict"] == "no change" and "within" in row["reason"]
     assert rows[("blobs4-softmax", "torch-cpu")]["verdict"] == "not comparable"
+
+
+def test_a_faster_machine_is_not_a_faster_backend(results, tmp_path):
+    """Where both trees measured their machine ceiling, speed is compared per GFLOP/s of it: every run 1.4x
+    faster on a machine whose ceiling is 1.4x higher is "no change", one run 1.4 x 1.5x faster is "faster"
+    (per ceiling 1.5x); the terminal table says the machine moved."""
+    from reports import compare_cli
+
+    this, other = tmp_path / "this", tmp_path / "other"
+    shutil.copytree(results, this)
+    shutil.copytree(results, other)
+
+    def on(ceiling: float, speed: float):
+        def fn(r: dict) -> None:
+            if r["status"] == "ok" and (r.get("timings") or {}).get("train_samples_per_s"):
+                r["timings"]["machine_ceiling_gflops"] = ceiling
+                scale_speed(r, speed)
+
+        return fn
+
+    for path in (other / "runs").glob("*/*/seed*.json"):
+        edit_run(other, path.parent.parent.name, path.parent.name, on(50.0, 1.0), (int(path.stem[4:]),))
+    for path in (this / "runs").glob("*/*/seed*.json"):
+        faster = 1.5 if (path.parent.parent.name, path.parent.name) == ("moons-mlp", "torch-cpu") else 1.0
+        edit_run(this, path.parent.parent.name, path.parent.name, on(70.0, 1.4 * faster), (int(path.stem[4:]),))
+    c = K.compare(load_runs(this), load_runs(other))
+    assert c["machine"]["ratio"] == pytest.approx(1.4)
+    rows = {(r["experiment"], r["run"]): r for r in c["speed"]}
+    same = rows[("moons-logistic", "torch-cpu")]
+    assert same["samples_ratio"] == pytest.approx(1.4) and same["ratio"] == pytest.approx(1.0)
+    assert same["verdict"] == "no change" and same["per_ceiling"], same
+    moved = rows[("moons-mlp", "torch-cpu")]
+    assert moved["verdict"] == "faster" and moved["ratio"] == pytest.approx(1.5), moved
+    assert [key for key, r in rows.items() if r["moved"]] == [("moons-mlp", "torch-cpu")]
+    text = compare_cli.render(c)
+    assert "machine ceiling (calibrate): this 70.0 GFLOP/s, other 50.0 GFLOP/s, x1.4" in text
