@@ -204,7 +204,8 @@ def test_throughput_ratio_change_is_flagged_but_passes(work):
 
 
 def test_throughput_ratio_beyond_the_factor_but_not_significant_passes(work):
-    """4x the median, but two of five samples where they were: Mann-Whitney does not call it (p > 0.05)."""
+    """4x the median, but two of five samples where they were: the test (Welch on the logs of the
+    repetitions, the units of a one-process figure) does not call it (p > 0.05)."""
 
     def two_samples_unchanged(d):
         t = d["timings"]["train_samples_per_s"]
