@@ -48,6 +48,7 @@ from reports.results import (
     throughput,
 )
 from reports.seeds import is_timed, seed_groups, timed_runs
+from workflow.lib.stats import TEST
 
 SCHEMA_VERSION = 2
 DEFAULTS = {
@@ -74,7 +75,7 @@ def method_text(s: dict) -> str:
         "variant: the code path of the baseline run; another one is flagged. throughput: ratio of "
         "the run's median samples/s (train, inference) to the ratio_to run of the same experiment and pipeline run "
         "(reference backend on cpu, else the slowest run); flagged when it moves by more than factor "
-        f"{s['throughput_factor']:g}x either way and Welch's t-test on the logs of the process medians (each over the "
+        f"{s['throughput_factor']:g}x either way and {TEST} (each over the "
         "ratio_to run's median) gives p < 0.05; compared only when both runs keep their recorded fingerprints."
     )
 

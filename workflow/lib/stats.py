@@ -34,7 +34,7 @@ import numpy as np
 LEVEL = 0.95  # the confidence asked for; the interval states the level it reaches at its n
 ALPHA = 0.05  # significance level of the change test
 VERDICTS = ("faster", "slower", "no change", "not comparable")
-TEST = "Welch's t-test on the logs of the process medians"  # how compare_samples' test is named in every text
+TEST = "Welch's t-test on the logs of the process medians"  # compare_samples' test, as the report and baselines name it
 
 
 def _binom_cdf_half(k: int, n: int) -> float:
