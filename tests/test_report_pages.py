@@ -374,6 +374,12 @@ def test_a_faster_machine_is_not_a_faster_backend(results, tmp_path):
 
         return fn
 
+    def tight(r: dict) -> None:  # the moved run's repetitions tight in both trees: the short runs' own noise
+        t = r["timings"]["train_samples_per_s"]  # (an outlier repetition) must not decide the verdict
+        t.update(raw=[1000.0, 1010.0, 1020.0, 1030.0, 1040.0], median=1020.0, q1=1010.0, q3=1030.0)
+
+    for tree in (this, other):
+        edit_run(tree, "moons-mlp", "torch-cpu", tight)
     for path in (other / "runs").glob("*/*/seed*.json"):
         edit_run(other, path.parent.parent.name, path.parent.name, on(50.0, 1.0), (int(path.stem[4:]),))
     for path in (this / "runs").glob("*/*/seed*.json"):
