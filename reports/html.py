@@ -15,124 +15,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
 
-import jinja2
 from markupsafe import Markup
 
 from reports import compare, history_plots, overview, plots, seeds, sweep_plots, sweeps, tables
 from reports import history as hist
+from reports.page_env import COMPARE_NAV, CSS, NAV, render_template
 from reports.peers import peers_table
 from reports.png import Images, page_figure, page_figures, page_png, pngs
 from reports.results import (
     ResultsError,
     fingerprint,
-    finite,
     load_devices,
     load_optional_json,
     load_runs,
-    num,
     reference_name,
 )
-from workflow.lib.stats import level_label
-
-HERE = Path(__file__).parent
-CSS = (HERE / "report.css").read_text()
-NAV = [
-    ("overview", "Overview"),
-    ("run", "What was run"),
-    ("environment", "Environment"),
-    ("documents", "Documents vs measured"),
-    ("quality", "Quality"),
-    ("throughput", "Throughput"),
-    ("peers", "Your own code"),
-    ("history", "History"),
-    ("sweeps", "Where the time goes"),
-    ("parity", "Parity"),
-    ("plots", "Plots"),
-    ("problems", "Problems"),
-]
-COMPARE_NAV = [
-    ("cmp-speed", "Speed"),
-    ("cmp-quality", "Quality"),
-    ("cmp-parity", "Parity"),
-    ("cmp-environment", "Environments"),
-    ("cmp-runs", "Runs"),
-]
-METRIC_TITLES = {"f1": "F1", "mse": "MSE", "mae": "MAE", "r2": "R²"}
-FINGERPRINT_COLOURS = 5  # report.css: code.fp0 ... code.fp4
-DEVIATION_LEVELS = 8  # report.css: td.dev0 ... td.dev7, and td.devbad
-
-
-def fmt(v: Any, spec: str = ".4f", none: str = "—") -> str:
-    """A number formatted by spec; `none` where there is none; nan/inf spelled out."""
-    x = num(v)
-    if x is None:
-        return none
-    if not math.isfinite(x):
-        return str(x)
-    return format(x, spec)
-
-
-def compact(v: Any) -> str:
-    """3 significant digits with a k/M/G suffix: 16,132,336 -> 16.1M."""
-    x = num(v)
-    if x is None or not math.isfinite(x):
-        return fmt(v)
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= div:
-            return f"{x / div:.3g}{suffix}"
-    return f"{x:.3g}"
-
-
-def status_kind(status: str) -> str:
-    return "ok" if status == "ok" else "warn" if status == "diverged" else "bad"
-
-
-def deviation_class(d: float | None) -> str:
-    """The shading of a parity deviation, on a log scale: float32 rounding (1e-7) lightest, 1 darkest."""
-    if d is None or not math.isfinite(d):
-        return "devbad"
-    level = 0.0 if d <= 0 else min(max((math.log10(d) + 7) / 7, 0.0), 1.0)
-    return f"dev{round(level * (DEVIATION_LEVELS - 1))}"
-
-
-def fingerprint_index(fp: str | None, fps: list[str]) -> int:
-    """Which of the report's fingerprint colours a fingerprint wears (fps: every fingerprint, sorted)."""
-    key = fp or "none"
-    return (fps.index(key) if key in fps else 0) % FINGERPRINT_COLOURS
-
-
-TEMPLATES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(HERE / "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-TEMPLATES.filters.update(fmt=fmt, compact=compact, level_label=level_label)
-TEMPLATES.tests["finite"] = finite
-TEMPLATES.globals.update(
-    titles=dict(NAV + COMPARE_NAV),
-    metric_titles=METRIC_TITLES,
-    status_kind=status_kind,
-    deviation_class=deviation_class,
-    fingerprint_index=fingerprint_index,
-    speed_class=overview.speed_class,
-    short_backend=overview.short_backend,
-    significance_rule=overview.significance_rule,
-    mlflow_link=overview.mlflow_link,
-)
-
-
-def _render(template: str, **data: Any) -> str:
-    return TEMPLATES.get_template(template).render(**data)
-
 
 # -- sections: each renders its template from its table rows ----------------------------------
 
@@ -142,14 +44,14 @@ def first_screen(runs: list[dict]) -> str:
     levels = overview.SPEED_LEVELS
     legend = [("sp0", "1.00")] + [(f"sp{i}", f"≥ {v:g}") for i, v in enumerate(levels[1:], 1)]
     legend.append((f"sp{len(levels)}", f"< {levels[-1]:g}"))
-    return _render(
+    return render_template(
         "overview.html.j2", matrix=overview.speed_matrix(runs), legend=legend, mlflow=overview.mlflow_stores(runs)
     )
 
 
 def what_was_run(runs: list[dict], results_dir: Path) -> str:
     config = load_optional_json(Path(results_dir) / "config.json")
-    return _render(
+    return render_template(
         "run.html.j2",
         rows=tables.experiments_table(runs),
         n=tables.status_counts(runs),
@@ -158,7 +60,7 @@ def what_was_run(runs: list[dict], results_dir: Path) -> str:
 
 
 def environment(runs: list[dict], results_dir: Path) -> str:
-    return _render(
+    return render_template(
         "environment.html.j2",
         rows=tables.environment_table(runs),
         differ=tables.environment_differences(runs),
@@ -168,12 +70,12 @@ def environment(runs: list[dict], results_dir: Path) -> str:
 
 def documents_vs_measured(runs: list[dict]) -> str:
     rows, labels = seeds.figure_verdicts(runs)
-    return _render("documents.html.j2", rows=rows, labels=labels, verdicts=seeds.VERDICTS)
+    return render_template("documents.html.j2", rows=rows, labels=labels, verdicts=seeds.VERDICTS)
 
 
 def quality(runs: list[dict]) -> str:
     classification, regression = tables.quality_tables(runs)
-    return _render("quality.html.j2", classification=classification, regression=regression)
+    return render_template("quality.html.j2", classification=classification, regression=regression)
 
 
 def throughput(runs: list[dict], images: Images | None = None, jobs: int = 1) -> str:
@@ -187,7 +89,7 @@ def throughput(runs: list[dict], images: Images | None = None, jobs: int = 1) ->
         images,
         jobs,
     )
-    return _render(
+    return render_template(
         "throughput.html.j2",
         rows=tables.throughput_table(runs),
         fingerprints=sorted({fingerprint(r) or "none" for r in runs}),
@@ -196,7 +98,7 @@ def throughput(runs: list[dict], images: Images | None = None, jobs: int = 1) ->
 
 
 def peers(runs: list[dict]) -> str:
-    return _render("peers.html.j2", rows=peers_table(runs))
+    return render_template("peers.html.j2", rows=peers_table(runs))
 
 
 def history(results_dir: Path, images: Images, jobs: int = 1) -> str:
@@ -210,7 +112,7 @@ def history(results_dir: Path, images: Images, jobs: int = 1) -> str:
             if data is None
             else (f"no history: the store {data.get('tracking_uri')} holds no parent run with finished trainings")
         )
-        return _render("history.html.j2", series=[], why=why)
+        return render_template("history.html.j2", series=[], why=why)
     # one commit: a dot per series, nothing to draw (18 such charts were 5% of the default report)
     experiments = sorted({s["experiment"] for s in found}) if len(data.get("parents") or []) > 1 else []
     charts = page_figures(
@@ -221,7 +123,7 @@ def history(results_dir: Path, images: Images, jobs: int = 1) -> str:
         images,
         jobs,
     )
-    return _render(
+    return render_template(
         "history.html.j2",
         series=hist.section_rows(found),
         charts=[c for c in charts if c],
@@ -236,7 +138,7 @@ def where_the_time_goes(results_dir: Path, images: Images) -> str:
     found = sweeps.load_sweeps(results_dir)
     charts = [page_figure(fig, alt, reading, images) for fig, alt, reading in sweep_plots.sweep_figures(found)]
     first = found[0] if found else {}
-    return _render(
+    return render_template(
         "sweeps.html.j2",
         rows=sweeps.overhead_rows(found),
         charts=charts,
@@ -249,7 +151,7 @@ def where_the_time_goes(results_dir: Path, images: Images) -> str:
 
 
 def parity(runs: list[dict]) -> str:
-    return _render(
+    return render_template(
         "parity.html.j2",
         rows=tables.parity_table(runs),
         reference=reference_name(runs),
@@ -289,7 +191,7 @@ def plot_gallery(runs: list[dict], results_dir: Path, images: Images | None = No
         datasets.append({"name": ds, "figures": [f for f in shown if f]})
     losses = [page_png(next(drawn), alt, caption, images, name) for _, alt, caption, name in losses]
     cms = [page_png(next(drawn), alt, caption, images, name) for _, alt, caption, name in cms]
-    return _render(
+    return render_template(
         "plots.html.j2",
         datasets=datasets,
         losses=[f for f in losses if f],
@@ -298,7 +200,7 @@ def plot_gallery(runs: list[dict], results_dir: Path, images: Images | None = No
 
 
 def problems(runs: list[dict], devices: dict[str, dict], results_dir: Path) -> str:
-    return _render(
+    return render_template(
         "problems.html.j2",
         bad=tables.problems_table(runs),
         withheld=tables.not_scheduled_table(devices),
@@ -331,7 +233,7 @@ def render(results_dir: str | Path, runs: list[dict] | None = None, images: Imag
         plot_gallery(timed, results_dir, images, jobs),
         problems(runs, devices, results_dir),
     ]
-    return _render(
+    return render_template(
         "report.html.j2",
         css=Markup(CSS),  # trusted: the package's own file
         when=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -347,7 +249,7 @@ def render(results_dir: str | Path, runs: list[dict] | None = None, images: Imag
 def render_comparison(results_dir: str | Path, against: str | Path) -> str:
     """The comparison page of two results trees: this (results_dir) against the other."""
     this, other = load_runs(results_dir), load_runs(against)
-    return _render(
+    return render_template(
         "compare.html.j2",
         css=Markup(CSS),
         c=compare.compare(this, other),

@@ -15,6 +15,7 @@ import pytest
 from markupsafe import escape
 
 from reports import html as H
+from reports import page_env as E
 from reports import plots as P
 from reports import seeds as S
 from reports.png import png_bytes
@@ -172,7 +173,7 @@ def section_html(page: str, key: str) -> str:
 
 def test_page_content(results, page):
     runs = load_runs(results)
-    for key, _ in H.NAV:
+    for key, _ in E.NAV:
         assert f'id="{key}"' in page and f'href="#{key}"' in page
     # environment: the CPU runs share one fingerprint, the failed GPU run has its own: not like-for-like
     cpu = {r["environment"]["fingerprint"] for r in runs if r["device"] == "cpu"}
@@ -189,7 +190,7 @@ def test_page_content(results, page):
         if not cell or cell["verdict"] is None:
             continue
         html = experiment_rows(documents, row["experiment"])
-        assert H.fmt(cell["median"], ".4f" if row["metric"] == "accuracy" else ".4g") in html, row
+        assert E.fmt(cell["median"], ".4f" if row["metric"] == "accuracy" else ".4g") in html, row
         assert marks[cell["verdict"]] in html, row
         seen.add(cell["verdict"])
     assert len(seen) >= 2, f"the short runs should meet some figures and miss others, got {seen}"
@@ -200,11 +201,11 @@ def test_page_content(results, page):
     # time to target: never reached for blobs4 (its test accuracy figure), reached by some other run
     ttt = blobs["timings"]["time_to_target"]
     assert ttt["reached"] is False
-    assert "not reached" in page and f"test accuracy ≥ {H.fmt(ttt['target'], '.4g')}" in page
+    assert "not reached" in page and f"test accuracy ≥ {E.fmt(ttt['target'], '.4g')}" in page
     timed = S.timed_runs(runs)  # the throughput table's rows
     reached = [t for r in timed if (t := (r.get("timings") or {}).get("time_to_target") or {}).get("reached")]
     assert reached, "no run reached its target: the report's reached branch went unchecked"
-    assert all(f"{H.fmt(t['seconds'], '.3g')} s ({t['epochs']} epochs)" in page for t in reached)
+    assert all(f"{E.fmt(t['seconds'], '.3g')} s ({t['epochs']} epochs)" in page for t in reached)
     # failed and diverged runs are shown with their messages, escaped
     assert str(escape("sees no 'gpu' device")) in page
     diverged = read_run(results, DIVERGING, "numpy-cpu")
@@ -319,11 +320,11 @@ def test_every_class_on_the_page_is_styled_by_report_css(page):
     used = {c for attr in re.findall(r'class="([^"]+)"', page) for c in attr.split()}
     assert {"group", "fast", "fp"} <= used
     # classes that appear with the data (a reproduced or missed figure, a tiny deviation) are styled too
-    assert all(re.search(rf"\.{c}\b", H.CSS) for c in ("within", "outside", "dev0"))
-    unstyled = sorted(c for c in used if not re.search(rf"\.{re.escape(c)}\b", H.CSS))
+    assert all(re.search(rf"\.{c}\b", E.CSS) for c in ("within", "outside", "dev0"))
+    unstyled = sorted(c for c in used if not re.search(rf"\.{re.escape(c)}\b", E.CSS))
     assert unstyled == [], f"classes used by the templates but not defined in reports/report.css: {unstyled}"
-    levels = [H.deviation_class(d) for d in (0.0, 1e-9, 1e-7, 1e-5, 1e-3, 0.1, 1.0, 1e6)]
+    levels = [E.deviation_class(d) for d in (0.0, 1e-9, 1e-7, 1e-5, 1e-3, 0.1, 1.0, 1e6)]
     assert levels[0] == levels[1] == levels[2] == "dev0" and levels[-2:] == ["dev7", "dev7"]
     assert [int(x[3:]) for x in levels] == sorted(int(x[3:]) for x in levels)
-    assert H.deviation_class(float("nan")) == H.deviation_class(None) == "devbad"
-    assert re.search(r"\.devbad\b", H.CSS) and all(re.search(rf"\.dev{i}\b", H.CSS) for i in range(8))
+    assert E.deviation_class(float("nan")) == E.deviation_class(None) == "devbad"
+    assert re.search(r"\.devbad\b", E.CSS) and all(re.search(rf"\.dev{i}\b", E.CSS) for i in range(8))

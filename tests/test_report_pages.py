@@ -18,6 +18,7 @@ from markupsafe import escape
 from reports import compare as K
 from reports import html as H
 from reports import overview as O
+from reports import page_env as E
 from reports import seeds as S
 from reports.results import load_runs, run_label, throughput
 from tests.helpers_results import DIVERGING, FAILING, SEEDS, shared_tree
@@ -261,8 +262,8 @@ def test_comparison_page_finds_a_slower_backend_and_a_changed_metric(results, tm
     page = out.read_text()
     speed = page[page.index('<section id="cmp-speed">') : page.index('<section id="cmp-quality">')]
     row = re.search(r"<tr><td><b>moons-mlp</b></td><td>torch-cpu</td>.*?</tr>", speed, re.S).group(0)
-    assert H.compact(after["timings"]["train_samples_per_s"]["median"]) in row
-    assert H.compact(before["timings"]["train_samples_per_s"]["median"]) in row
+    assert E.compact(after["timings"]["train_samples_per_s"]["median"]) in row
+    assert E.compact(before["timings"]["train_samples_per_s"]["median"]) in row
     assert 'class="num worse">×0.33<' in row and "same fingerprint" in row and ">slower <" in row
     quality = page[page.index('<section id="cmp-quality">') : page.index('<section id="cmp-parity">')]
     old_runs = [
