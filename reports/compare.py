@@ -5,7 +5,8 @@
   per-seed deltas (any delta for one seed); otherwise, when it exceeds the two trees' spreads over seeds;
 - speed: each run's median training samples/s, this over other, with the verdict of the measurement rule
   (workflow/lib/stats.py compare_samples on the medians of the fresh processes that timed them, each per
-  GFLOP/s of its run's measured machine ceiling where both trees have one): "faster"/"slower" only beyond
+  GFLOP/s of the machine as it ran: its own speed-probe reading, else the run's calibrate ceiling, where
+  both trees have it; `basis`): "faster"/"slower" only beyond
   x/÷ SPEED_BAND AND Welch's p < 0.05 on their logs, "no change" otherwise, "not comparable" unless both
   runs carry the same environment fingerprint;
 - parity: each run's loss-curve deviation from the reference and its bound, in both trees;
@@ -25,7 +26,7 @@ from typing import Any
 from reports.overview import groups, median_speed
 from reports.results import SPLITS, fingerprint, metric, num, timing
 from reports.tables import ENV_FIELDS, LOWER_IS_BETTER
-from workflow.lib.stats import compare_samples, units
+from workflow.lib.stats import compare_samples, has_probe, units
 
 QUALITY_METRICS = {"regression": ("mse", "r2"), "classification": ("accuracy", "f1")}
 SPEED_BAND = 1.10  # 10%: the spread beyond which a timing is already called unstable
@@ -41,20 +42,45 @@ def ceiling(run: dict) -> float | None:
     return v if v is not None and math.isfinite(v) and v > 0 else None
 
 
-def per_ceiling(runs: list[dict]) -> bool:
-    """Whether every timed run of a group carries its machine ceiling (then it can be compared per GFLOP/s)."""
-    timed = _timed(runs)
-    return bool(timed) and all(ceiling(r) is not None for r in timed)
+def probe(run: dict) -> float | None:
+    """The median speed-probe reading beside the run's timed sections (workflow/lib/speed_probe.py)."""
+    v = num(timing(run, "probe_gflops"))
+    return v if v is not None and math.isfinite(v) and v > 0 else None
 
 
-def speed_units(runs: list[dict], per_gflops: bool = False) -> list[float]:
+def _figure(run: dict) -> dict | None:
+    return (run.get("timings") or {}).get("train_samples_per_s")
+
+
+# What the speed of a run is divided by, best first: the probe read beside each process's timed
+# section, else the run's calibrate ceiling; with neither in both trees, samples/s as they are.
+BASES = {
+    "speed probe": lambda r: has_probe(_figure(r)),
+    "ceiling": lambda r: ceiling(r) is not None,
+}
+MACHINE_READING = {"speed probe": probe, "ceiling": ceiling}
+
+
+AUTO = "auto"  # the first of BASES both groups carry; "samples" forces raw samples/s
+
+
+def basis(*groups: list[dict], asked: str = AUTO) -> str | None:
+    """The first of BASES (or only `asked`) that every timed run of every group carries, None if none."""
+    timed = [_timed(g) for g in groups]
+    names = list(BASES) if asked == AUTO else [asked] if asked in BASES else []
+    if not all(timed):
+        return None
+    return next((name for name in names if all(BASES[name](r) for t in timed for r in t)), None)
+
+
+def speed_units(runs: list[dict], by: str | None = None) -> list[float]:
     """The training samples/s a group's finished, timed runs are tested on: each run's process medians (its
-    repetitions where one process timed it; workflow.lib.stats.units), each over its run's machine ceiling
-    with per_gflops (samples/s per GFLOP/s of the machine as its run measured it)."""
+    repetitions where one process timed it; workflow.lib.stats.units), per GFLOP/s of the machine as `by`
+    read it: "speed probe" (each process's own reading), "ceiling" (the run's calibrate ceiling), None (raw)."""
     out = []
     for r in _timed(runs):
-        scale = ceiling(r) if per_gflops else 1.0
-        out += [v / scale for v in units((r.get("timings") or {}).get("train_samples_per_s"))]
+        scale = ceiling(r) if by == "ceiling" else 1.0
+        out += [v / scale for v in units(_figure(r), per_probe=by == "speed probe")]
     return out
 
 
@@ -118,15 +144,15 @@ def _fingerprints(runs: list[dict]) -> list[str]:
     return sorted({fingerprint(r) or "none" for r in runs})
 
 
-def speed_rows(this: list[dict], other: list[dict]) -> list[dict]:
-    """A row per run timed in both trees: median samples/s each, samples_ratio this/other, machine_ratio (this
-    tree's machine ceiling over the other's), the verdict (its ratio, p-value and reason), moved (a verdict
-    of faster or slower), like_for_like.
+def speed_rows(this: list[dict], other: list[dict], asked: str = AUTO) -> list[dict]:
+    """A row per run timed in both trees: median samples/s each, samples_ratio this/other, machine_ratio (the
+    machine's reading in this tree over the other's), basis (what the verdict divided by), the verdict (its
+    ratio, p-value and reason), moved (a verdict of faster or slower), like_for_like.
 
-    Where both runs carry the ceiling their pipeline run measured (the calibrate job), the verdict is on
-    samples/s per GFLOP/s of that ceiling: a shared 2-core machine ran the CI config 1.38x faster (ceiling
-    67.6 -> 93.3 GFLOP/s) two hours apart, every backend with it, and a comparison of the same code must
-    not call the machine's own speed a change (README). `ratio` is then per ceiling, `samples_ratio` raw."""
+    The verdict is on samples/s per GFLOP/s of the machine as it ran (`basis`): a shared 2-core machine ran
+    the CI config 1.38x faster (ceiling 67.6 -> 93.3 GFLOP/s) two hours apart, every backend with it, and a
+    comparison of the same code must not call the machine's own speed a change (README). `ratio` is then
+    per GFLOP/s, `samples_ratio` raw. `asked` picks one basis ("samples": none) instead of the first both carry."""
     a, b = groups(this), groups(other)
     rows = []
     for key in sorted(a.keys() & b.keys()):
@@ -135,13 +161,12 @@ def speed_rows(this: list[dict], other: list[dict]) -> list[dict]:
             continue
         fa, fb = _fingerprints(a[key]), _fingerprints(b[key])
         like = fa == fb and len(fa) == 1
-        norm = per_ceiling(a[key]) and per_ceiling(b[key])
-        change = compare_samples(speed_units(a[key], norm), speed_units(b[key], norm), SPEED_BAND, comparable=like)
-        machine = (
-            statistics.median(map(ceiling, _timed(a[key]))) / statistics.median(map(ceiling, _timed(b[key])))
-            if norm
-            else None
-        )
+        by = basis(a[key], b[key], asked=asked)
+        change = compare_samples(speed_units(a[key], by), speed_units(b[key], by), SPEED_BAND, comparable=like)
+        machine = None
+        if by:
+            read = MACHINE_READING[by]
+            machine = statistics.median(map(read, _timed(a[key]))) / statistics.median(map(read, _timed(b[key])))
         rows.append(
             {
                 "experiment": key[0],
@@ -150,11 +175,11 @@ def speed_rows(this: list[dict], other: list[dict]) -> list[dict]:
                 "other": y,
                 "samples_ratio": x / y,
                 "machine_ratio": machine,
-                "per_ceiling": norm,
+                "basis": by,
                 "ratio": change.ratio if change.ratio is not None else (x / y) / (machine or 1.0),
                 "verdict": change.verdict,
                 "p_value": change.p_value,
-                "reason": (f"per GFLOP/s of ceiling, {change.reason}" if norm else change.reason),
+                "reason": (f"per GFLOP/s of the {by}, {change.reason}" if by else change.reason),
                 "moved": change.verdict in ("faster", "slower"),
                 "like_for_like": like,
                 "fingerprints": {"this": fa, "other": fb},
@@ -230,16 +255,23 @@ def environment_rows(this: list[dict], other: list[dict]) -> list[dict]:
     return rows
 
 
-def compare(this: list[dict], other: list[dict]) -> dict:
-    """Every table of the comparison page, and whether the two trees are like for like (the same fingerprint set)."""
-    speed = speed_rows(this, other)
+def _machine(this: list[dict], other: list[dict], read) -> dict:
+    """{this, other, ratio}: the median machine reading (GFLOP/s) over each tree's timed runs."""
+    values = [[v for r in _timed(runs) if (v := read(r)) is not None] for runs in (this, other)]
+    m = {side: statistics.median(v) if v else None for side, v in zip(("this", "other"), values)}
+    return {**m, "ratio": m["this"] / m["other"] if all(m.values()) else None}
+
+
+def compare(this: list[dict], other: list[dict], asked: str = AUTO) -> dict:
+    """Every table of the comparison page, and whether the two trees are like for like (the same fingerprint
+    set); `asked`: the basis of the speed verdicts (speed_rows)."""
+    speed = speed_rows(this, other, asked)
     quality = quality_rows(this, other)
     parity = parity_rows(this, other)
-    ceilings = [[c for r in _timed(runs) if (c := ceiling(r)) is not None] for runs in (this, other)]
-    machine = {side: statistics.median(c) if c else None for side, c in zip(("this", "other"), ceilings)}
+    machine = {name: _machine(this, other, read) for name, read in MACHINE_READING.items()}
     return {
         "like_for_like": _fingerprints(this) == _fingerprints(other),
-        "machine": {**machine, "ratio": machine["this"] / machine["other"] if all(machine.values()) else None},
+        "machine": machine,
         "fingerprints": {"this": _fingerprints(this), "other": _fingerprints(other)},
         "environment": environment_rows(this, other),
         "speed": speed,

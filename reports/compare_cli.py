@@ -56,21 +56,23 @@ def table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def _machine_line(m: dict) -> str:
-    if not m.get("ratio"):
-        return "machine ceiling: not in both trees (speed compared in samples/s)"
-    return (
-        f"machine ceiling (calibrate): this {m['this']:.1f} GFLOP/s, other {m['other']:.1f} GFLOP/s, "
-        f"x{m['ratio']:.3g}; speed verdicts are per GFLOP/s of each run's ceiling"
-    )
+def _machine_line(machine: dict) -> str:
+    """Each machine reading in both trees, and which one the speed verdicts are per GFLOP/s of."""
+    parts = []
+    for name, m in machine.items():
+        if m.get("ratio"):
+            parts.append(f"{name}: this {m['this']:.1f} GFLOP/s, other {m['other']:.1f} GFLOP/s, x{m['ratio']:.3g}")
+    if not parts:
+        return "machine: no speed probe or ceiling in both trees (speed compared in samples/s)"
+    return "machine " + "; ".join(parts)
 
 
 def render(c: dict) -> str:
-    head = ["experiment", "run", "this samples/s", "other samples/s", "this/other", "per ceiling", "verdict", "p"]
+    head = ["experiment", "run", "this samples/s", "other samples/s", "this/other", "per GFLOP/s", "verdict", "p"]
     head.append("reason")
     speed = [head] + [
         [r["experiment"], r["run"], _num(r["this"]), _num(r["other"]), _num(r.get("samples_ratio", r["ratio"]))]
-        + [_num(r["ratio"]) if r.get("per_ceiling") else "-", verdict(r)]
+        + [_num(r["ratio"]) if r.get("basis") else "-", verdict(r)]
         + [_num(r.get("p_value"), 2), r.get("reason") or ("" if "verdict" in r else "no verdict in this comparison")]
         for r in c["speed"]
     ]
@@ -114,12 +116,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the comparison as JSON instead of tables")
     ap.add_argument("--threshold", type=float, default=1.0, help="the factor a cell must move by to fail (>= 1)")
     ap.add_argument("--any-change", action="store_true", help="fail on any change, not only a slowdown")
+    ap.add_argument(
+        "--basis",
+        choices=["auto", "speed-probe", "ceiling", "samples"],
+        default="auto",
+        help="what speed is divided by before the verdict: auto (default) takes the speed probe read beside each"
+        " process's timed section where both trees have it, else the calibrate ceiling, else samples/s as they are",
+    )
     args = ap.parse_args(argv)
     if not (args.threshold >= 1 and math.isfinite(args.threshold)):
         print(f"error: --threshold {args.threshold} must be a factor of at least 1 (1.2 = 20%)", file=sys.stderr)
         return 2
     try:
-        c = compare.compare(load_runs(Path(args.this)), load_runs(Path(args.other)))
+        asked = args.basis.replace("-", " ")
+        c = compare.compare(load_runs(Path(args.this)), load_runs(Path(args.other)), asked)
     except ResultsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -87,6 +87,8 @@ def test_every_run_result_is_complete(pipeline):
             n = cfg["repeats"] * cfg["timing_processes"]
             assert t["train_samples_per_s"]["median"] > 0 and len(t["train_samples_per_s"]["raw"]) == n
             assert len(t["train_samples_per_s"]["processes"]) == cfg["timing_processes"]
+            # each process's figure beside the machine's speed as that process timed it (the speed probe)
+            assert all(p["probe_gflops"] > 0 for p in t["train_samples_per_s"]["processes"])
             assert t["inference_samples_per_s"]["median"] > 0
             assert r["environment"]["fingerprint"] and r["mlflow"]["run_id"]
             if backend != "numpy":
@@ -124,6 +126,8 @@ def test_mlflow_has_every_run_complete(pipeline):
             assert m["train_samples_per_s_between_process_spread"] >= 0
             medians = client.get_metric_history(run.info.run_id, "train_samples_per_s_process_median")
             assert sorted(x.step for x in medians) == list(range(cfg["timing_processes"]))
+            probes = client.get_metric_history(run.info.run_id, "process_probe_gflops")
+            assert sorted(x.step for x in probes) == list(range(cfg["timing_processes"]))
             assert m["train_samples_per_s_interval_low"] <= m["train_samples_per_s_median"]
             assert m["train_samples_per_s_median"] <= m["train_samples_per_s_interval_high"]
             assert "% interval order statistics of" in run.data.tags["timing_interval"], run.data.tags

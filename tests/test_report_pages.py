@@ -357,43 +357,57 @@ def test_a_change_is_called_only_beyond_the_factor_and_significant(results, tmp_
     assert rows[("blobs4-softmax", "torch-cpu")]["verdict"] == "not comparable"
 
 
-def test_a_faster_machine_is_not_a_faster_backend(results, tmp_path):
-    """Where both trees measured their machine ceiling, speed is compared per GFLOP/s of it: every run 1.4x
-    faster on a machine whose ceiling is 1.4x higher is "no change", one run 1.4 x 1.5x faster is "faster"
-    (per ceiling 1.5x); the terminal table says the machine moved."""
+@pytest.mark.parametrize("basis", ["speed probe", "ceiling"])
+def test_a_faster_machine_is_not_a_faster_backend(results, tmp_path, basis):
+    """Speed is compared per GFLOP/s of the machine as it ran: the speed probe read beside each process's
+    timed section where both trees have it, else the run's calibrate ceiling. Every run 1.4x faster on a
+    machine that read 1.4x higher is "no change"; one run 1.4 x 1.5x faster is "faster" (1.5x per GFLOP/s);
+    the terminal table says the machine moved. With the probe, the ceilings are left equal: it must win."""
     from reports import compare_cli
 
     this, other = tmp_path / "this", tmp_path / "other"
     shutil.copytree(results, this)
     shutil.copytree(results, other)
 
-    def on(ceiling: float, speed: float):
+    def on(reading: float, speed: float):
         def fn(r: dict) -> None:
             if r["status"] == "ok" and (r.get("timings") or {}).get("train_samples_per_s"):
-                r["timings"]["machine_ceiling_gflops"] = ceiling
+                t = r["timings"]
+                t["machine_ceiling_gflops"] = reading if basis == "ceiling" else 60.0
+                probe = reading if basis == "speed probe" else None  # None: a tree from before the probe
+                for figure in (t, t["train_samples_per_s"], *(t["train_samples_per_s"].get("processes") or [])):
+                    figure["probe_gflops"] = probe
                 scale_speed(r, speed)
 
         return fn
 
-    def tight(r: dict) -> None:  # the moved run's repetitions tight in both trees: the short runs' own noise
+    def tight(r: dict) -> None:  # the judged runs' repetitions tight in both trees: the short runs' own noise
         t = r["timings"]["train_samples_per_s"]  # (an outlier repetition) must not decide the verdict
         t.update(raw=[1000.0, 1010.0, 1020.0, 1030.0, 1040.0], median=1020.0, q1=1010.0, q3=1030.0)
+        t.pop("processes", None)
 
     for tree in (this, other):
         edit_run(tree, "moons-mlp", "torch-cpu", tight)
+        edit_run(tree, "moons-logistic", "torch-cpu", tight)
     for path in (other / "runs").glob("*/*/seed*.json"):
         edit_run(other, path.parent.parent.name, path.parent.name, on(50.0, 1.0), (int(path.stem[4:]),))
     for path in (this / "runs").glob("*/*/seed*.json"):
         faster = 1.5 if (path.parent.parent.name, path.parent.name) == ("moons-mlp", "torch-cpu") else 1.0
         edit_run(this, path.parent.parent.name, path.parent.name, on(70.0, 1.4 * faster), (int(path.stem[4:]),))
     c = K.compare(load_runs(this), load_runs(other))
-    assert c["machine"]["ratio"] == pytest.approx(1.4)
+    assert c["machine"][basis]["ratio"] == pytest.approx(1.4)
     rows = {(r["experiment"], r["run"]): r for r in c["speed"]}
     same = rows[("moons-logistic", "torch-cpu")]
     assert same["samples_ratio"] == pytest.approx(1.4) and same["ratio"] == pytest.approx(1.0)
-    assert same["verdict"] == "no change" and same["per_ceiling"], same
+    assert same["verdict"] == "no change" and same["basis"] == basis, same
     moved = rows[("moons-mlp", "torch-cpu")]
     assert moved["verdict"] == "faster" and moved["ratio"] == pytest.approx(1.5), moved
     assert [key for key, r in rows.items() if r["moved"]] == [("moons-mlp", "torch-cpu")]
     text = compare_cli.render(c)
-    assert "machine ceiling (calibrate): this 70.0 GFLOP/s, other 50.0 GFLOP/s, x1.4" in text
+    assert f"{basis}: this 70.0 GFLOP/s, other 50.0 GFLOP/s, x1.4" in text
+    # --basis samples: the same trees in samples/s as they are, where the machine's 1.4x is a change
+    raw = {(r["experiment"], r["run"]): r for r in K.compare(load_runs(this), load_runs(other), "samples")["speed"]}
+    assert (
+        raw[("moons-logistic", "torch-cpu")]["verdict"] == "faster"
+        and raw[("moons-logistic", "torch-cpu")]["basis"] is None
+    )

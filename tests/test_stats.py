@@ -84,6 +84,19 @@ def test_the_unit_is_the_process():
     assert stats.units(None) == []
 
 
+def test_per_probe_each_process_is_divided_by_its_own_reading():
+    """A process timed while the machine ran 1.3x faster (its probe read 1.3x higher) is not a faster
+    process per GFLOP/s; a figure without a reading for every unit has no per-probe units."""
+    s = timing.summarize(None, [[100.0, 101.0, 99.0], [130.0, 131.0, 129.0]])
+    assert not stats.has_probe(s) and stats.units(s, per_probe=True) == []
+    s["processes"][0]["probe_gflops"], s["processes"][1]["probe_gflops"] = 50.0, 65.0
+    assert stats.has_probe(s) and stats.units(s, per_probe=True) == pytest.approx([2.0, 2.0])
+    one = timing.summarize([3.0, 1.0, 2.0]) | {"probe_gflops": 2.0}
+    assert stats.units(one, per_probe=True) == [1.5, 0.5, 1.0] and stats.has_probe(one)
+    one["probe_gflops"] = 0.0
+    assert not stats.has_probe(one)
+
+
 def _runs(rng, pairs: int, processes: int, ratio: float = 1.0) -> list[tuple[dict, dict]]:
     """Pairs of timed figures, each from `processes` fresh processes of 3 repetitions: the process
     level varies 8% (lognormal) and a process's repetitions 1% around it, as on the 2-core machines."""

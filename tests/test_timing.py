@@ -13,7 +13,7 @@ import pytest
 
 import backends
 from backends.spec import OptimizerSpec, Spec, init_params
-from workflow.lib import timing
+from workflow.lib import stats, timing
 from workflow.lib.flops import train_flops_per_sample
 from workflow.lib.measure import TimingConfig, measure
 
@@ -78,7 +78,7 @@ def test_one_slot_at_a_time(tmp_path):
 _TRY_SLOT = """
 import sys
 from filelock import FileLock, Timeout
-from workflow.lib import timing
+from workflow.lib import stats, timing
 try:
     FileLock(str(timing.slot_dir(sys.argv[1]) / "slot-0.lock")).acquire(timeout=0)
     print("free")
@@ -201,6 +201,9 @@ def test_measure_a_real_backend(tmp_path):
     assert t["train_gflops"] == pytest.approx(train["median"] * t["flops_per_train_sample"] / 1e9)
     assert t["percent_of_ceiling"] > 100 and any(f.startswith("impossible") for f in t["flags"])
     assert t["variant"] == "numpy"
+    # the machine's speed read in the slot beside the section, on the figure as well (stats.units)
+    assert t["probe_gflops"] > 0 and train["probe_gflops"] == t["probe_gflops"]
+    assert stats.units(train, per_probe=True) == pytest.approx([v / t["probe_gflops"] for v in train["raw"]])
 
 
 def test_unstable_is_judged_within_a_process():

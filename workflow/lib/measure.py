@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backends.spec import Spec, init_params, make_schedule
-from workflow.lib import timing
+from workflow.lib import speed_probe, timing
 from workflow.lib.flops import predict_flops_per_sample, train_flops_per_sample
 
 # Repetitions run and discarded before the timed ones (pyperf's warm-up values): torch's first
@@ -73,6 +73,7 @@ def measure(backend, spec: Spec, X, Y, p0, seed: int, device: str, cfg: TimingCo
         probe = backend.train(probe_spec, X, Y, p0, make_schedule(probe_spec, n, seed), device)
     first, second = (float(s) for s in probe.epoch_seconds[:2])
     with timing.timed_slot(cfg.results, lay, cfg.threads) as sec:
+        probe_before = speed_probe.blocks(cfg.threads)  # the machine's speed as this section starts
         k = max(1, math.ceil(cfg.min_repeat_seconds / max(second, 1e-6)))
         k = max(1, min(k, (MAX_SCHEDULE_INDICES // n - 1) // (WARMUP_REPEATS + cfg.repeats)))
         steady_spec = _with_epochs(spec, 1 + (WARMUP_REPEATS + cfg.repeats) * k)
@@ -83,7 +84,8 @@ def measure(backend, spec: Spec, X, Y, p0, seed: int, device: str, cfg: TimingCo
         rates = [schedule.samples_per_epoch * k / float(block.sum()) for block in epochs]
         with sec.quoted():
             inference = _inference(backend, spec, steady.params, X, cfg, device)
-    train = timing.summarize(rates)
+        machine = speed_probe.reading(probe_before, speed_probe.blocks(cfg.threads))
+    train = timing.summarize(rates) | {"probe_gflops": machine}
     epoch_median = float(np.median(epochs))
     flops = train_flops_per_sample(spec, schedule.batch_size)
     gflops = train["median"] * flops / 1e9 if train["median"] else None
@@ -98,12 +100,18 @@ def measure(backend, spec: Spec, X, Y, p0, seed: int, device: str, cfg: TimingCo
         "samples_per_epoch": schedule.samples_per_epoch,
         "steps_per_epoch": schedule.steps_per_epoch,
         "train_samples_per_s": train,
-        "inference_samples_per_s": {**timing.summarize(inference), "batch_size": cfg.inference_batch},
+        "inference_samples_per_s": {
+            **timing.summarize(inference),
+            "batch_size": cfg.inference_batch,
+            "probe_gflops": machine,
+        },
         "flops_per_train_sample": flops,
         "flops_per_inference_sample": predict_flops_per_sample(spec),
         "train_gflops": gflops,
         "machine_ceiling_gflops": ceiling,
         "percent_of_ceiling": percent,
+        "probe_gflops": machine,
+        "probe_source": speed_probe.SOURCE,
         "section": sec.to_dict(),
         "compile_section": lane.to_dict(),
         "flags": flags,
@@ -172,7 +180,12 @@ def pool_processes(timings: list[dict]) -> dict:
         groups = [list(t[key].get("raw") or []) for t in timings]
         extra = {"batch_size": timings[0][key]["batch_size"]} if "batch_size" in timings[0][key] else {}
         out[key] = {**timing.summarize(None, groups), **extra}
+        if len(out[key]["processes"]) == len(timings):  # each process's figure beside its own probe
+            for proc, t in zip(out[key]["processes"], timings):
+                proc["probe_gflops"] = t[key].get("probe_gflops")
+        out[key]["probe_gflops"] = _median_or_none([t[key].get("probe_gflops") for t in timings])
     out["compile_seconds_by_process"] = [t["compile_seconds"] for t in timings]
+    out["probe_gflops"] = _median_or_none([t.get("probe_gflops") for t in timings])
     out["processes"] = len(timings)
     out["process_sections"] = [t["section"] for t in timings[1:]]  # the replicas'; the job's is "section"
     median = out["train_samples_per_s"]["median"]
@@ -186,3 +199,8 @@ def pool_processes(timings: list[dict]) -> dict:
     variants = {t.get("variant") for t in timings} - {None}
     out["variant"] = " + ".join(sorted(variants)) or None
     return out
+
+
+def _median_or_none(values: list) -> float | None:
+    """The median of the readings, None unless every process has one (a tree from before the probe)."""
+    return float(np.median(values)) if values and all(v is not None for v in values) else None

@@ -51,7 +51,7 @@ def _final_metrics(r: dict, t: dict) -> list[tuple[str, float, int]]:
         for k, v in (m or {}).items():
             if _finite(v):
                 out.append((f"{split}_{k}", float(v), 0))
-    for k in ("compile_seconds", "first_epoch_seconds", "train_gflops", "percent_of_ceiling"):
+    for k in ("compile_seconds", "first_epoch_seconds", "train_gflops", "percent_of_ceiling", "probe_gflops"):
         if _finite(t.get(k)):
             out.append((k, float(t[k]), 0))
     for k in ("train_samples_per_s", "inference_samples_per_s"):
@@ -70,6 +70,8 @@ def _final_metrics(r: dict, t: dict) -> list[tuple[str, float, int]]:
         for i, proc in enumerate(stats.get("processes") or []):  # one step per fresh process
             if _finite(proc.get("median")):
                 out.append((f"{k}_process_median", float(proc["median"]), i))
+            if k == "train_samples_per_s" and _finite(proc.get("probe_gflops")):
+                out.append(("process_probe_gflops", float(proc["probe_gflops"]), i))
     for i, v in enumerate((t.get("train_samples_per_s") or {}).get("raw") or []):  # for workflow.lib.history
         if _finite(v):
             out.append(("train_samples_per_s_raw", float(v), i))

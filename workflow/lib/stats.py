@@ -75,13 +75,35 @@ def level_label(level: float | None) -> str:
     return f"{pct:.0f}% interval" if abs(pct - round(pct)) < 0.05 else f"{pct:.1f}% interval"
 
 
-def units(figure: dict | None) -> list[float]:
+def units(figure: dict | None, per_probe: bool = False) -> list[float]:
     """The independent values a timed figure (timing.summarize's dict) is tested on: its process medians
-    where it was timed in 2 or more fresh processes, else its raw repetitions (one process)."""
+    where it was timed in 2 or more fresh processes, else its raw repetitions (one process).
+
+    per_probe: each over the speed probe read beside it (workflow/lib/speed_probe.py: a process median
+    over its own process's reading, repetitions over the figure's), so the machine's speed while it was
+    timed is divided out; [] where a reading is missing (`has_probe` says so first)."""
     figure = figure or {}
-    procs = [p.get("median") for p in figure.get("processes") or []]
-    values = procs if len(procs) >= 2 else (figure.get("raw") or [])
-    return [float(v) for v in values if v is not None and math.isfinite(v)]
+    procs = figure.get("processes") or []
+    if len(procs) >= 2:
+        pairs = [(p.get("median"), p.get("probe_gflops") if per_probe else 1.0) for p in procs]
+    else:
+        scale = figure.get("probe_gflops") if per_probe else 1.0
+        pairs = [(v, scale) for v in figure.get("raw") or []]
+    if any(not _positive(s) for _, s in pairs):
+        return []
+    return [float(v) / float(s) for v, s in pairs if v is not None and math.isfinite(v)]
+
+
+def has_probe(figure: dict | None) -> bool:
+    """Whether `units(figure, per_probe=True)` has a speed-probe reading for every unit."""
+    figure = figure or {}
+    procs = figure.get("processes") or []
+    scales = [p.get("probe_gflops") for p in procs] if len(procs) >= 2 else [figure.get("probe_gflops")]
+    return bool(units(figure)) and all(_positive(s) for s in scales)
+
+
+def _positive(v) -> bool:
+    return v is not None and math.isfinite(v) and v > 0
 
 
 def welch_log_p(a, b) -> float | None:
