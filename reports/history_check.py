@@ -26,7 +26,7 @@ from reports.baselines import DEFAULTS, QUALITY, SPLITS, floor, split_size
 from reports.check import LOWER_IS_BETTER, Check, _flags, _parity, foreign, g
 from reports.results import metric, run_label
 from reports.seeds import seed_groups, timed_runs
-from workflow.lib.stats import compare_samples, units
+from workflow.lib.stats import compare_samples, has_probe, units
 
 
 def _locate(history: dict) -> dict[str, tuple[dict, dict]]:
@@ -91,13 +91,27 @@ def _throughput(exp: str, label: str, run: dict, base: list[dict]) -> Check:
     """Parents timed under foreign load are left out of the pooled baseline, and a run timed under it
     is not compared: another process's share of the CPU is not a property of the code."""
     _, better, factor = hist.FIGURES["train_samples_per_s"]
-    this = units((run.get("timings") or {}).get("train_samples_per_s"))
+    figure = (run.get("timings") or {}).get("train_samples_per_s")
+    this = units(figure)
     clean = [p for p in base if not foreign(p.get("flags"))]
-    pooled = [v for p in clean for v in (p["figures"].get("train_samples_per_s") or {}).get("samples") or []]
-    c = compare_samples(this, pooled, factor, higher_is_better=better)
+    figures = [p["figures"].get("train_samples_per_s") or {} for p in clean]
+    pooled = [v for f in figures for v in f.get("samples") or []]
     expected = statistics.median(pooled) if pooled else None
     got = statistics.median(this) if this else None
-    row = Check(exp, label, "train samples/s", g(expected), g(got), f"x/÷{factor:g}, p < 0.05", "")
+    # per GFLOP/s of the speed probe where this run and every clean parent read it (the machine's speed
+    # on the day is not the code's: workflow/lib/speed_probe.py); else samples/s as they are
+    per_probe = has_probe(figure) and bool(figures) and all(f.get("probe_samples") for f in figures)
+    if per_probe:
+        c = compare_samples(
+            units(figure, per_probe=True),
+            [v for f in figures for v in f["probe_samples"]],
+            factor,
+            higher_is_better=better,
+        )
+    else:
+        c = compare_samples(this, pooled, factor, higher_is_better=better)
+    rule = f"x/÷{factor:g}, p < 0.05" + (", per GFLOP/s of the speed probe" if per_probe else "")
+    row = Check(exp, label, "train samples/s", g(expected), g(got), rule, "")
     if foreign(run.get("flags")):
         row.verdict, row.note = "not comparable: timed under foreign load (rerun on an idle machine)", True
     elif not clean:

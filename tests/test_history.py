@@ -84,6 +84,26 @@ def test_the_check_against_history_leaves_foreign_load_out():
     assert "not comparable" in _throughput("e", "b", run(100), [point(40, loaded)]).verdict
 
 
+def test_the_check_against_history_divides_out_the_machines_speed():
+    """Where this run and every parent read the speed probe, samples/s are judged per GFLOP/s of it: a run
+    1.6x slower on a machine whose probe read 1.6x lower passes; the same run without readings fails."""
+    from reports.history_check import _throughput
+
+    def point(level, probe):
+        samples = [level * (1 + 0.01 * i) for i in range(5)]
+        return {"figures": {"train_samples_per_s": {"samples": samples, "probe_samples": [v / probe for v in samples]}}}
+
+    def run(level, probe=None):
+        raw = [level * (1 + 0.01 * i) for i in range(5)]
+        return {"timings": {"train_samples_per_s": {"raw": raw, "probe_gflops": probe}}, "flags": []}
+
+    slow_machine = _throughput("e", "b", run(100 / 1.6, probe=50 / 1.6), [point(100, 50)] * 3)
+    assert not slow_machine.fails and "per GFLOP/s of the speed probe" in slow_machine.tolerance, slow_machine
+    assert slow_machine.verdict.startswith("pass"), slow_machine
+    assert _throughput("e", "b", run(100 / 1.6), [point(100, 50)] * 3).fails  # no reading: samples/s as they are
+    assert _throughput("e", "b", run(100 / 1.6, probe=50), [point(100, 50)] * 3).fails  # the machine did not move
+
+
 # -- for real: the pipeline at four commits of a scratch repository ----------------------------
 
 # The planted slowdown: about 4x a step, well beyond the check's x/÷1.5, so that machine noise (a tiny

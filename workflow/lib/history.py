@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from workflow.lib.parent import COMMIT_TIME_TAG
 from workflow.lib.run_record import GIT_COMMIT_TAG
-from workflow.lib.stats import units
+from workflow.lib.stats import has_probe, units
 from workflow.lib.store import StoreError, check_reachable, client_for, default_uri, redact, resolve_uri, store_lock
 from workflow.lib.tracking import PARENT_KEY_TAG, PARENT_RUN_TAG
 
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 RAW_METRIC = "train_samples_per_s_raw"  # run_record.run_metrics logs it, step = repetition
+PROBE_METRIC = "process_probe_gflops"  # run_record.run_metrics logs it, step = fresh process
 PROCESS_METRIC = "train_samples_per_s_process_median"  # run_record.run_metrics logs it, step = fresh process
 QUALITY = [f"{split}_{m}" for split in ("test", "train") for m in ("accuracy", "f1", "mse", "r2")]
 PARITY = "parity_max_rel_loss_deviation"
@@ -143,7 +144,10 @@ def _point(client: MlflowClient, parent: dict, experiment: str, backend: str, de
     figures: dict[str, dict] = {}
     if timed is not None:
         m = timed.data.metrics
-        figures["train_samples_per_s"] = {"value": m["train_samples_per_s_median"], "samples": _units(client, timed)}
+        samples, per_probe = _units(client, timed)
+        figures["train_samples_per_s"] = {"value": m["train_samples_per_s_median"], "samples": samples}
+        if per_probe:
+            figures["train_samples_per_s"]["probe_samples"] = per_probe
         if "compile_seconds" in m:
             figures["compile_seconds"] = {"value": m["compile_seconds"], "samples": [m["compile_seconds"]]}
     for name in QUALITY:
@@ -174,20 +178,37 @@ def _point(client: MlflowClient, parent: dict, experiment: str, backend: str, de
     }
 
 
-def _units(client: MlflowClient, run) -> list[float]:
+def _units(client: MlflowClient, run) -> tuple[list[float], list[float] | None]:
     """The samples/s a change is tested on (workflow.lib.stats.units): the medians of the fresh processes
     that timed the run (metric PROCESS_METRIC, a step each) where 2 or more did, else every timed
-    repetition (RAW_METRIC); else the run's result.json artifact."""
+    repetition (RAW_METRIC); else the run's result.json artifact. Beside them, the same per GFLOP/s of
+    the speed probe read with each (None where the run has no reading: logged before the probe)."""
     for name in (PROCESS_METRIC, RAW_METRIC):
         hist = sorted(client.get_metric_history(run.info.run_id, name), key=lambda m: m.step)
         if len(hist) >= 2 or (hist and name == RAW_METRIC):
-            return [m.value for m in hist]
+            values = [m.value for m in hist]
+            return values, _per_probe(client, run, values, per_process=name == PROCESS_METRIC)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = client.download_artifacts(run.info.run_id, "result.json", tmp)
-            return units(json.loads(Path(path).read_text())["timings"]["train_samples_per_s"])
+            figure = json.loads(Path(path).read_text())["timings"]["train_samples_per_s"]
+            return units(figure), (units(figure, per_probe=True) if has_probe(figure) else None)
     except Exception:  # noqa: BLE001 - no artifact, no raw samples: the point keeps its median alone
-        return [run.data.metrics["train_samples_per_s_median"]]
+        return [run.data.metrics["train_samples_per_s_median"]], None
+
+
+def _per_probe(client: MlflowClient, run, values: list[float], per_process: bool) -> list[float] | None:
+    """`values` over the speed probe: each process median over its process's reading (PROBE_METRIC, a step
+    each), repetitions over the run's one reading (metric probe_gflops); None without a reading for each."""
+    if per_process:
+        probes = [
+            m.value for m in sorted(client.get_metric_history(run.info.run_id, PROBE_METRIC), key=lambda m: m.step)
+        ]
+    else:
+        probes = [run.data.metrics.get("probe_gflops")] * len(values)
+    if len(probes) != len(values) or not all(p is not None and p > 0 for p in probes):
+        return None
+    return [v / p for v, p in zip(values, probes)]
 
 
 def write_history(history: dict, out: str | Path) -> Path:
