@@ -2,6 +2,7 @@
 # PyTorch, TensorFlow and JAX adapters, logged to MLflow, compared in one report.
 #   snakemake --cores all   (from the repository root: profiles/default is found by itself)
 # Layout and contracts: README.md and docs/design.md.
+import os
 import sys
 from pathlib import Path
 
@@ -55,9 +56,15 @@ rule all:
 # only, and only when it executes jobs: not on dry runs, not in cluster jobs (--no-hooks).
 from workflow.lib.environment import git_head
 from workflow.lib.parent import end_parent, parent_key, start_parent
+from workflow.lib.timing import set_policy
 
 
+# Every job starts as untimed work (SCHED_IDLE, inherited from this process): a timed section, which
+# raises its own priority (workflow/lib/timing.py), is then never preempted by Snakemake itself, a
+# job's interpreter start-up before it lowers its own priority, or the jobs that never time anything
+# (datasets, MLflow logging, the report); they only take what the timed section leaves idle.
 onstart:
+    set_policy(os.SCHED_IDLE)
     if not workflow.touch:
         commit = git_head(REPO)
         key = parent_key(commit, config)

@@ -87,6 +87,9 @@ def test_every_run_result_is_complete(pipeline):
             n = cfg["repeats"] * cfg["timing_processes"]
             assert t["train_samples_per_s"]["median"] > 0 and len(t["train_samples_per_s"]["raw"]) == n
             assert len(t["train_samples_per_s"]["processes"]) == cfg["timing_processes"]
+            # every process of the job started as untimed work (SCHED_IDLE, from the Snakefile's onstart), so
+            # nothing it started before lowering its own priority competed with a timed section
+            assert all(s["process_started_idle"] for s in [t["section"], *t.get("process_sections", [])]), t["section"]
             # each process's figure beside the machine's speed as that process timed it (the speed probe)
             assert all(p["probe_gflops"] > 0 for p in t["train_samples_per_s"]["processes"])
             assert t["inference_samples_per_s"]["median"] > 0

@@ -31,6 +31,10 @@ _START_CPUS = sorted(
     int(c) for c in (os.environ.get(CPUS_ENV) or ",".join(map(str, os.sched_getaffinity(0)))).split(",")
 )
 
+# The scheduling policy this process started with, before any of it was lowered: SCHED_IDLE for every
+# job of a local pipeline run (the Snakefile's onstart lowers Snakemake's own, which its jobs inherit).
+START_POLICY = os.sched_getscheduler(0)
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -185,6 +189,7 @@ class Section:
             "loadavg_before": self.loadavg_before,
             "loadavg_after": self.loadavg_after,
             "waited_for_slot_s": self.waited_s,
+            "process_started_idle": START_POLICY == os.SCHED_IDLE,
             "flags": list(self.flags),
         }
 
