@@ -229,3 +229,22 @@ def sweep_point(axis: str, value: int, batch: int, width: int, rate: float, gflo
         "percent_of_ceiling": 100 * gflops / ceiling,
         "flags": [],
     }
+
+
+def scale_speed(run: dict, factor: float) -> None:
+    t = run["timings"]["train_samples_per_s"]
+    for k in ("median", "q1", "q3"):
+        t[k] *= factor
+    t["raw"] = [v * factor for v in t["raw"]]
+
+
+def edit_run(tree: Path, experiment: str, label: str, fn, seeds: tuple[int, ...] = (0,)) -> dict:
+    """Apply fn to the run results of the given seeds; returns the first one as edited."""
+    edited = []
+    for seed in seeds:
+        path = tree / "runs" / experiment / label / f"seed{seed}.json"
+        run = json.loads(path.read_text())
+        fn(run)
+        path.write_text(json.dumps(run))
+        edited.append(run)
+    return edited[0]
