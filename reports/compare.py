@@ -36,16 +36,20 @@ def _timed(runs: list[dict]) -> list[dict]:
     return [r for r in runs if r["status"] == "ok" and (r.get("timings") or {}).get("timed", True)]
 
 
+def _reading(run: dict, key: str) -> float | None:
+    """A machine reading (GFLOP/s) from the run's timings: positive and finite, else None."""
+    v = num(timing(run, key))
+    return v if v is not None and math.isfinite(v) and v > 0 else None
+
+
 def ceiling(run: dict) -> float | None:
     """The machine ceiling (GFLOP/s) the run's own pipeline run measured (calibrate), None without one."""
-    v = num(timing(run, "machine_ceiling_gflops"))
-    return v if v is not None and math.isfinite(v) and v > 0 else None
+    return _reading(run, "machine_ceiling_gflops")
 
 
 def probe(run: dict) -> float | None:
     """The median speed-probe reading beside the run's timed sections (workflow/lib/speed_probe.py)."""
-    v = num(timing(run, "probe_gflops"))
-    return v if v is not None and math.isfinite(v) and v > 0 else None
+    return _reading(run, "probe_gflops")
 
 
 def _figure(run: dict) -> dict | None:
