@@ -15,62 +15,19 @@ import pytest
 
 from reports import baselines as B
 from reports import check as C
-from tests.helpers_results import SEEDS, shared_tree, without_problems
+from tests.helpers_check import build_trained, edit, private_copy, row, run_check, speed_up
+from tests.helpers_results import SEEDS
 from tests.paths import ROOT
 
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> Path:
-    """A clean results tree (no failed/diverged run) and its baselines, built once: the shared seed-0
-    tree (tests/test_report.py reads it too) less its diverging experiment and failed run."""
-    base = tmp_path_factory.mktemp("check")
-    results = without_problems(shared_tree(tmp_path_factory, seed=0), base / "results")
-    assert B.main(["--results", str(results), "--out", str(base / "baselines.json")]) == 0
-    return base
+    return build_trained(tmp_path_factory)
 
 
 @pytest.fixture
 def work(trained, tmp_path) -> Path:
-    """A private copy of the trained tree and baselines, free to edit. The tree was trained under the
-    test suite's own parallel load, so its runs may carry foreign-load flags, which make throughput
-    not comparable: the copy starts without them (the test of that rule adds its own)."""
-    shutil.copytree(trained / "results", tmp_path / "results")
-    shutil.copy(trained / "baselines.json", tmp_path / "baselines.json")
-    for path in (tmp_path / "results" / "runs").glob("*/*/seed*.json"):
-        data = json.loads(path.read_text())
-        if any(f.startswith("foreign load") for f in data.get("flags") or []):
-            data["flags"] = [f for f in data["flags"] if not f.startswith("foreign load")]
-            path.write_text(json.dumps(data))
-    return tmp_path
-
-
-def run_check(work: Path, *extra: str, baselines: Path | None = None) -> tuple[int, str]:
-    import contextlib
-    import io
-
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        code = C.main(
-            ["--results", str(work / "results"), "--baselines", str(baselines or work / "baselines.json"), *extra]
-        )
-    return code, buf.getvalue()
-
-
-def edit(work: Path, experiment: str, run: str, fn, timed_only: bool = False) -> None:
-    """Apply fn to every seed's run result of (experiment, run), or only to the timed one."""
-    for path in sorted((work / "results" / "runs" / experiment / run).glob("seed*.json")):
-        data = json.loads(path.read_text())
-        if timed_only and not data["timings"].get("timed"):
-            continue
-        fn(data)
-        path.write_text(json.dumps(data))
-
-
-def row(out: str, *tokens: str) -> str:
-    """The one printed table row that holds every token."""
-    hits = [line for line in out.splitlines() if all(t in line for t in tokens)]
-    assert len(hits) == 1, f"expected one row with {tokens}, got {hits} in:\n{out}"
-    return hits[0]
+    return private_copy(trained, tmp_path)
 
 
 def test_unchanged_results_pass(work):
@@ -176,122 +133,6 @@ def test_parity_beyond_bound_fails(work):
     assert "pass" in row(run_check(work, "--verbose")[1], "moons-logistic", "torch-cpu seed 1", "parity")
 
 
-def _speed_up(factor: float):
-    def fn(d):
-        t = d["timings"]["train_samples_per_s"]
-        for k in ("median", "q1", "q3"):
-            t[k] *= factor
-        t["raw"] = [v * factor for v in t["raw"]]
-
-    return fn
-
-
-def test_throughput_ratio_change_is_flagged_but_passes(work):
-    edit(work, "moons-mlp", "jax-eager-cpu", _speed_up(10.0), timed_only=True)
-    code, out = run_check(work)
-    assert code == 0, out
-    line = row(out, "moons-mlp", "jax-eager-cpu", "train speed / numpy-cpu")
-    assert "FLAGGED" in line and "not failing" in line
-
-    code, out = run_check(work, "--fail-on-throughput")
-    assert code == 1
-    assert "FLAGGED" in row(out, "moons-mlp", "jax-eager-cpu", "train speed")
-
-    base = json.loads((work / "baselines.json").read_text())
-    base["throughput"]["fail"] = True
-    (work / "baselines.json").write_text(json.dumps(base))
-    assert run_check(work)[0] == 1
-
-
-def test_throughput_ratio_beyond_the_factor_but_not_significant_passes(work):
-    """4x the median, but two of five samples where they were: the test (Welch on the logs of the
-    repetitions, the units of a one-process figure) does not call it (p > 0.05)."""
-
-    def two_samples_unchanged(d):
-        t = d["timings"]["train_samples_per_s"]
-        raw = sorted(t["raw"])
-        assert raw[-1] < 4 * raw[1], "the edit needs the run's own spread under 4x"
-        t["raw"] = [raw[0], *(4 * v for v in raw[1:-1]), raw[-1]]
-        t["median"] = float(sorted(t["raw"])[len(raw) // 2])
-
-    edit(work, "moons-mlp", "jax-eager-cpu", two_samples_unchanged, timed_only=True)
-    code, out = run_check(work, "--fail-on-throughput")
-    assert code == 0, out
-    assert not [line for line in out.splitlines() if "speed /" in line and "FLAGGED" in line], out
-    baselines = json.loads((work / "baselines.json").read_text())
-    rows = C.check(C.load_runs(work / "results"), baselines, fail_on_throughput=True)
-    (got,) = [r for r in rows if r.run == "jax-eager-cpu" and r.experiment == "moons-mlp" and "train speed" in r.metric]
-    assert got.verdict.startswith("pass: no change (not significant") and float(got.got) > 3 * float(got.expected)
-
-
-def test_baseline_without_raw_samples_is_not_comparable(work):
-    base = json.loads((work / "baselines.json").read_text())
-    for exp in base["experiments"].values():
-        for entry in exp["runs"].values():
-            entry.pop("throughput_samples", None)
-    (work / "baselines.json").write_text(json.dumps(base))
-    edit(work, "moons-mlp", "jax-eager-cpu", _speed_up(10.0), timed_only=True)
-    code, out = run_check(work, "--fail-on-throughput")
-    assert code == 0, out
-    assert "baseline has no throughput samples" in row(out, "moons-mlp", "jax-eager-cpu", "train speed / numpy-cpu")
-
-
-def test_small_throughput_drift_is_not_flagged(work):
-    edit(work, "moons-mlp", "jax-eager-cpu", _speed_up(1.5), timed_only=True)  # within the 3x factor
-    code, out = run_check(work, "--fail-on-throughput")
-    assert code == 0, out
-    assert not [line for line in out.splitlines() if "speed /" in line and "FLAGGED" in line], out
-
-
-def test_impossible_speed_fails(work):
-    """A figure above the machine ceiling cannot be physically true: the check fails on the figure itself."""
-
-    def faster_than_the_machine(d):
-        d["timings"].update(percent_of_ceiling=150.0, train_gflops=1.5 * 100, machine_ceiling_gflops=100.0)
-
-    edit(work, "moons-mlp", "torch-cpu", faster_than_the_machine, timed_only=True)
-    code, out = run_check(work)
-    assert code == 1
-    assert "FAILED: impossible" in row(out, "moons-mlp", "torch-cpu", "impossible")
-
-
-def test_threads_not_honoured_fails(work):
-    def two_cores_busy(d):
-        d["timings"]["section"].update(cpu_per_wall=1.9, threads=1)
-
-    edit(work, "moons-mlp", "jax-eager-cpu", two_cores_busy, timed_only=True)
-    code, out = run_check(work)
-    assert code == 1
-    assert "FAILED: threads not honoured" in row(out, "moons-mlp", "jax-eager-cpu", "threads")
-
-
-def test_throughput_with_another_fingerprint_is_not_comparable(work):
-    def other_machine(d):
-        _speed_up(10.0)(d)
-        d["environment"]["fingerprint"] = "feedface"
-
-    edit(work, "moons-mlp", "jax-eager-cpu", other_machine, timed_only=True)
-    code, out = run_check(work, "--fail-on-throughput")
-    assert code == 0, out
-    line = row(out, "moons-mlp", "jax-eager-cpu", "train speed")
-    assert "not comparable" in line and "feedface" in line
-    assert not [line for line in out.splitlines() if "speed /" in line and "FLAGGED" in line], out
-
-
-def test_throughput_timed_under_foreign_load_is_not_comparable(work):
-    """A tenfold slowdown measured while another process held the CPU says nothing about the code."""
-
-    def loaded(d):
-        _speed_up(0.1)(d)
-        d["flags"] = [*d.get("flags", []), "foreign load: other processes used 61% of the timed CPUs"]
-
-    edit(work, "moons-mlp", "jax-eager-cpu", loaded, timed_only=True)
-    code, out = run_check(work, "--fail-on-throughput")
-    assert code == 0, out
-    assert "timed under foreign load" in row(out, "moons-mlp", "jax-eager-cpu", "train speed")
-    assert "FLAGGED: foreign load: other processes used 61%" in row(out, "moons-mlp", "jax-eager-cpu", "61%")
-
-
 def test_baselines_are_medians_over_seeds_with_a_tolerance_from_their_spread(trained):
     data = json.loads((trained / "baselines.json").read_text())
     assert "max(k * std / sqrt(n), floor)" in data["method"] and "k = 3" in data["method"]
@@ -373,7 +214,7 @@ def test_junit_and_markdown_list_every_check(work):
         "torch-cpu",
         lambda d: d["metrics"]["test"].update(accuracy=d["metrics"]["test"]["accuracy"] - 0.25),
     )
-    edit(work, "moons-mlp", "jax-eager-cpu", _speed_up(10.0), timed_only=True)  # a flagged ratio: a note, not a failure
+    edit(work, "moons-mlp", "jax-eager-cpu", speed_up(10.0), timed_only=True)  # a flagged ratio: a note, not a failure
     md = work / "summary" / "check.md"
     code, out = run_check(work, "--markdown", str(md))
     assert code == 1 and "REGRESSED" in row(out, "moons-mlp", "torch-cpu", "test.accuracy")  # the text table stays
