@@ -20,6 +20,20 @@ from backends.torch.job import FUSED, SCAN, Job, compile_key, first_line, sync, 
 from backends.torch.model import build_model, contiguous_strides, loss_fn, to_torch_layout
 
 _COMPILED: dict[tuple, CompiledEpoch] = {}  # compile key -> epoch function and its compiled form
+SCAN_HOP = "torch.ops.higher_order.scan"  # the name torch's caches check a higher-order op by
+
+
+def allow_scan_in_compile_caches(torch: Any) -> None:
+    """Let inductor's FX graph cache and AOTAutograd's cache store graphs that contain scan.
+
+    torch marks scan (a prototype op) not cacheable, so every process compiled every epoch graph
+    again (about 5 s of wall a graph with gcc): the job's timing replicas, which share its cache
+    folder, paid the job's whole compilation once more each. The graph key hashes scan's body like any
+    other subgraph (as for invoke_subgraph and flex_attention, which torch marks cacheable); the value
+    here, torch's version, is part of every key. tests/test_backends.py checks that a second process
+    hits the cache and trains the same losses."""
+    config = torch._inductor.config
+    config.unsafe_marked_cacheable_functions = {SCAN_HOP: torch.__version__, **config.unsafe_marked_cacheable_functions}
 
 
 def init_state(torch: Any, o: OptimizerSpec, params: tuple) -> tuple:
@@ -122,6 +136,7 @@ def compiled_epoch(torch: Any, spec: Spec, device: str, batch: int, n_full: int,
     if hit is not None:
         return hit
     # One code object serves every spec/shape (closures), each a dynamo cache entry: room for many.
+    allow_scan_in_compile_caches(torch)
     dyn = torch._dynamo.config
     dyn.recompile_limit = max(dyn.recompile_limit, 256)
     dyn.accumulated_recompile_limit = max(dyn.accumulated_recompile_limit, 4096)

@@ -76,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"experiments {missing} are not in {args.resolved}; rerun the workflow to rewrite it")
     machine = json.loads(Path(args.machine).read_text()) if args.machine else {}
     # A replica quotes no compile time, so it skips the framework's start-up network: its first
-    # experiment's untimed compile absorbs it (torch.compile's scan graphs bypass inductor's cache, so a
-    # replica would pay the whole ~12 s CPU again for nothing).
+    # experiment's untimed compile absorbs it (and loads the job's compiled graphs from the job's cache).
     warmup = None if args.timing_replica else _warm_up(args.backend, args.device, args.threads)
     cfg = JobConfig(
         threads=args.threads,
