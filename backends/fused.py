@@ -1,9 +1,9 @@
 """The speed-of-light reference: a whole epoch in one numba-compiled function, no framework in the loop.
 
 Forward, loss gradient, backward and optimizer are loops over the batch, register-blocked vector
-products (backends/fused_gemm.py, below GEMM_MAX_FMAS multiply-adds) or BLAS calls (larger products) on
-flat buffers allocated once per training: the parameters, gradients and optimizer state are each one
-vector ([W0, b0, W1, b1, ...] end to end). The math is the NumPy reference's step for step; numba
+products (backends/fused_gemm.py, where op(a) fits in L2, shared out over the threads when there are
+several) or BLAS calls (larger products) on flat buffers allocated once per training: the parameters,
+gradients and optimizer state are each one vector ([W0, b0, W1, b1, ...] end to end). The math is the NumPy reference's step for step; numba
 compiles one kernel per dtype, cached on disk. The kernels live in backends/fused_kernels.py (and
 fused_math.py, fused_gemm.py), imported at first use with numba, as every adapter imports its framework.
 """
@@ -81,8 +81,10 @@ class FusedBackend(Backend):
         return ["cpu"]
 
     def thread_settings(self) -> dict:
-        numba, _ = _kernels(self.threads)
-        return {"threads": self.threads, "numba_threads": numba.get_num_threads(), "parallel": False}
+        numba, kern = _kernels(self.threads)
+        n = numba.get_num_threads()
+        # parallel: products of PARALLEL_MIN_FMAS and more share their column blocks out over the threads
+        return {"threads": self.threads, "numba_threads": n, "parallel": n > 1, "parallel_min_fmas": kern.PARALLEL_MIN_FMAS}
 
     def train(
         self,

@@ -79,41 +79,69 @@ def _block(typingctx, rows, c, coff, ldc, a, aoff, ars, aks, b, boff, ldb, depth
 
 
 @_jit
+def _column_block(a, ars, aks, b, c, j0, beta):
+    """c[:, j0:j0 + 64 bytes] = beta c[...] + op(a) @ b[:, j0:...]: blocks of ROWS rows, then 4, 3, 2, 1."""
+    depth, cols = b.shape
+    rows = c.shape[0]
+    i0 = 0
+    while i0 + ROWS <= rows:
+        _block(6, c, i0 * cols + j0, cols, a, i0 * ars, ars, aks, b, j0, cols, depth, beta)
+        i0 += ROWS
+    left = rows - i0
+    if left >= 4:
+        _block(4, c, i0 * cols + j0, cols, a, i0 * ars, ars, aks, b, j0, cols, depth, beta)
+        i0 += 4
+        left -= 4
+    if left == 3:
+        _block(3, c, i0 * cols + j0, cols, a, i0 * ars, ars, aks, b, j0, cols, depth, beta)
+    elif left == 2:
+        _block(2, c, i0 * cols + j0, cols, a, i0 * ars, ars, aks, b, j0, cols, depth, beta)
+    elif left == 1:
+        _block(1, c, i0 * cols + j0, cols, a, i0 * ars, ars, aks, b, j0, cols, depth, beta)
+
+
+@_jit
+def _last_columns(a, ars, aks, b, c, full, beta):
+    """The columns from full on (fewer than 64 bytes of them), as plain loops."""
+    depth, cols = b.shape
+    af = a.ravel()
+    for i in range(c.shape[0]):
+        for j in range(full, cols):
+            if beta == 0:
+                c[i, j] = 0  # not 0 * c[i, j]: scratch may hold a non-finite value
+            s = c[i, j]
+            for p in range(depth):
+                s += af[i * ars + p * aks] * b[p, j]
+            c[i, j] = s
+
+
+@_jit
 def matmul(a, trans, b, c, beta):
     """c = beta c + op(a) @ b, op(a) = a.T if trans else a (beta 0 or 1; a, b, c C-contiguous 2-d, b is
     (depth, cols), c (rows, cols)): 64-byte-wide column blocks of ROWS rows in registers, plain
     loops for the last cols % (64 bytes) columns."""
-    depth, cols = b.shape
-    rows = c.shape[0]
+    cols = b.shape[1]
     ars, aks = (1, a.shape[1]) if trans else (a.shape[1], 1)
     width = 64 // c.itemsize
     full = cols - cols % width
     for j0 in range(0, full, width):
-        i0 = 0
-        while i0 + ROWS <= rows:
-            _block(6, c, i0 * cols + j0, cols, a, i0 * ars, ars, aks, b, j0, cols, depth, beta)
-            i0 += ROWS
-        left = rows - i0
-        if left >= 4:
-            _block(4, c, i0 * cols + j0, cols, a, i0 * ars, ars, aks, b, j0, cols, depth, beta)
-            i0 += 4
-            left -= 4
-        if left == 3:
-            _block(3, c, i0 * cols + j0, cols, a, i0 * ars, ars, aks, b, j0, cols, depth, beta)
-        elif left == 2:
-            _block(2, c, i0 * cols + j0, cols, a, i0 * ars, ars, aks, b, j0, cols, depth, beta)
-        elif left == 1:
-            _block(1, c, i0 * cols + j0, cols, a, i0 * ars, ars, aks, b, j0, cols, depth, beta)
+        _column_block(a, ars, aks, b, c, j0, beta)
     if full < cols:
-        af = a.ravel()
-        for i in range(rows):
-            for j in range(full, cols):
-                if beta == 0:
-                    c[i, j] = 0  # not 0 * c[i, j]: scratch may hold a non-finite value
-                s = c[i, j]
-                for p in range(depth):
-                    s += af[i * ars + p * aks] * b[p, j]
-                c[i, j] = s
+        _last_columns(a, ars, aks, b, c, full, beta)
+
+
+@numba.njit(parallel=True, nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+def matmul_parallel(a, trans, b, c, beta):
+    """matmul with its 64-byte column blocks shared out over numba's threads (prange): each thread
+    reads all of op(a) and its own panels of b, and writes its own columns of c."""
+    cols = b.shape[1]
+    ars, aks = (1, a.shape[1]) if trans else (a.shape[1], 1)
+    width = 64 // c.itemsize
+    full = cols - cols % width
+    for jb in numba.prange(full // width):
+        _column_block(a, ars, aks, b, c, jb * width, beta)
+    if full < cols:
+        _last_columns(a, ars, aks, b, c, full, beta)
 
 
 @intrinsic

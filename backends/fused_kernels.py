@@ -10,9 +10,13 @@ on the catalogue's small nets (measured in docs/design.md, "The fused backend"):
 - error_model="numpy": numba's default ("python") tests every float division for a zero divisor to
   raise ZeroDivisionError, a branch that kept LLVM from vectorizing any loop with a division (tanh's
   rational function, Adam's update); with it a division by zero gives inf/nan, as in NumPy;
-- a product with at least 64 bytes of output columns and under GEMM_MAX_FMAS multiply-adds runs in
-  register-blocked LLVM vector code (backends/fused_gemm.py); other products go to BLAS (np.dot) from
-  BLAS_MIN_FMAS multiply-adds up, below that to a loop with the output row innermost;
+- a product with at least 64 bytes of output columns and op(a) of at most GEMM_MAX_A_BYTES (it is read
+  again for every column block, so it stays in L2) runs in register-blocked LLVM vector code
+  (backends/fused_gemm.py); other products go to BLAS (np.dot) from BLAS_MIN_FMAS multiply-adds up,
+  below that to a loop with the output row innermost;
+- with more than one numba thread, a product of PARALLEL_MIN_FMAS multiply-adds or more and 64 bytes of
+  output columns runs the same blocks with its column blocks shared out over the threads (mnist10k's
+  784 x 128 layer: OpenBLAS ran it slower on two threads than on one);
 - no allocation in the epoch: the caller hands every buffer in, allocated once per training.
 """
 
@@ -21,11 +25,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from backends.fused_gemm import matmul, transpose
-from backends.fused_math import FASTMATH, exp_row, log1p01_row, tanh_row
+from backends.fused_gemm import matmul, matmul_parallel, transpose
+from backends.fused_math import FASTMATH, exp_row, log1p01_row, log_row, tanh_row
 
 BLAS_MIN_FMAS = 1 << 15  # a product this large goes to BLAS (np.dot); smaller ones are plain loops
-GEMM_MAX_FMAS = 1 << 20  # unless it has 64 bytes of output columns and fewer multiply-adds: fused_gemm
+GEMM_MAX_A_BYTES = 1 << 19  # unless it has 64 bytes of output columns and op(a) this small: fused_gemm
+PARALLEL_MIN_FMAS = 1 << 21  # with several threads, a product this large shares its blocks out over them
 _jit = numba.njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 
 
@@ -41,9 +46,15 @@ def _view(buf, off, rows, cols):
 
 
 @_jit
-def _blocked(fmas, cols, itemsize):
-    """Whether a product goes to fused_gemm.matmul: a full 64-byte column block, below GEMM_MAX_FMAS."""
-    return cols * itemsize >= 64 and fmas < GEMM_MAX_FMAS
+def _blocked(a_elems, cols, itemsize):
+    """Whether a product goes to fused_gemm.matmul: a full 64-byte column block, op(a) within L2."""
+    return cols * itemsize >= 64 and a_elems * itemsize <= GEMM_MAX_A_BYTES
+
+
+@_jit
+def _parallel(fmas, a_elems, cols, itemsize):
+    """Whether a blocked product goes to fused_gemm.matmul_parallel: several threads, a large product."""
+    return fmas >= PARALLEL_MIN_FMAS and _blocked(a_elems, cols, itemsize) and numba.get_num_threads() > 1
 
 
 @_jit
@@ -59,13 +70,16 @@ def _transpose(w, wt_buf):
 def _affine(a, w, b, z, wt_buf):
     """z = a @ w + b; wt_buf: scratch of w.size elements."""
     (n, k), m = a.shape, w.shape[1]
-    if _blocked(n * k * m, m, z.itemsize):
+    if _parallel(n * k * m, n * k, m, z.itemsize) or _blocked(n * k, m, z.itemsize):
         for i in range(n):
             for j in range(m):
                 z[i, j] = b[j]
-        matmul(a, False, w, z, 1)
+        if _parallel(n * k * m, n * k, m, z.itemsize):
+            matmul_parallel(a, False, w, z, 1)
+        else:
+            matmul(a, False, w, z, 1)
         return
-    if _blocked(n * k * m, k, z.itemsize):  # a narrow output (the head): dot products along k, vectorized
+    if _blocked(n * k, k, z.itemsize):  # a narrow output (the head): dot products along k, vectorized
         wt = _transpose(w, wt_buf)
         for i in range(n):
             for j in range(m):
@@ -97,10 +111,13 @@ def _grad_w(a, dz, g, gb, wt_buf):
     for i in range(n):
         for j in range(m):
             gb[j] += dz[i, j]
-    if _blocked(n * k * m, m, g.itemsize):
+    if _parallel(n * k * m, n * k, m, g.itemsize):
+        matmul_parallel(a, True, dz, g, 0)
+        return
+    if _blocked(n * k, m, g.itemsize):
         matmul(a, True, dz, g, 0)
         return
-    if _blocked(n * k * m, k, g.itemsize):  # a narrow g: g.T = dz.T @ a, blocked, then transposed
+    if _blocked(n * m, k, g.itemsize):  # a narrow g: g.T = dz.T @ a, blocked, then transposed
         gt = _view(wt_buf, 0, m, k)
         matmul(dz, True, a, gt, 0)
         transpose(gt, g)
@@ -120,7 +137,10 @@ def _grad_w(a, dz, g, gb, wt_buf):
 def _back(dz, w, da, wt_buf):
     """da = dz @ w.T; wt_buf: scratch of w.size elements (w transposed, for fused_gemm.matmul)."""
     (n, m), k = dz.shape, w.shape[0]
-    if _blocked(n * k * m, k, da.itemsize):
+    if _parallel(n * k * m, n * m, k, da.itemsize):
+        matmul_parallel(dz, False, _transpose(w, wt_buf), da, 0)
+        return
+    if _blocked(n * m, k, da.itemsize):
         matmul(dz, False, _transpose(w, wt_buf), da, 0)
         return
     if n * k * m >= BLAS_MIN_FMAS:
@@ -193,17 +213,23 @@ def _loss_and_dlogits(z, y, dz, size, m, head, e, lg, ib):
         for j in range(m):
             e[o + j] = z[o + j] - zmax
     exp_row(e, dz, size, ib)
+    for r in range(n):  # each row's sum of exponentials into e[r], its log into lg[r] (one vector row)
+        o = r * m
+        se = 0.0 * z[o]
+        for j in range(m):
+            se += dz[o + j]
+        e[r] = se
+    log_row(e, lg, n, ib)
     for r in range(n):
         o = r * m
         zmax = z[o]
         for j in range(1, m):
             zmax = max(zmax, z[o + j])
-        se = 0.0 * z[o]
         yz = 0.0
         for j in range(m):
-            se += dz[o + j]
             yz += y[o + j] * z[o + j]
-        total += (zmax + np.log(se)) - yz
+        total += (zmax + lg[r]) - yz
+        se = e[r]
         for j in range(m):
             dz[o + j] = (dz[o + j] / se - y[o + j]) / n
     return total / n

@@ -6,7 +6,8 @@ linked); on the catalogue's tanh nets that was most of an epoch (sine-mlp: 113k 
 arithmetic instead, accurate to a few float32 ulps (the float32 parity bound is 10 x float32 noise):
 tanh as Eigen's/XLA's rational approximation (what jax runs on CPU), exp as Cephes' expf (range
 reduction by ln 2, degree-6 polynomial, 2^k from its exponent bits), log1p(e) for e in [0, 1] as
-2 atanh(e / (2 + e)) by its odd series. In float64 they call NumPy's functions, exactly as the
+2 atanh(e / (2 + e)) by its odd series, log(x) of a positive normal x as k ln 2 + log1p(f - 1) from
+its bits (x = 2^k f, sqrt(2)/2 <= f < sqrt(2)). In float64 they call NumPy's functions, exactly as the
 reference does, so float64 parity is to the last bits of libm.
 Every row function takes (source, destination, count[, int32 scratch]); source may be destination.
 """
@@ -35,6 +36,7 @@ _LOG2E, _HALF, _C1, _C2 = _F(1.44269504088896341), _F(0.5), _F(0.693359375), _F(
 _P = [_F(v) for v in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1)]
 _P0, _P1, _P2, _P3, _P4 = _P
 _P5, _ONE, _TWO = _F(5.0000001201e-1), _F(1.0), _F(2.0)
+_LN2, _SQRT2 = _F(0.693147180559945309), _F(1.41421356237309505)
 _INV = [_F(1.0 / k) for k in (3, 5, 7, 9, 11, 13)]
 _I3, _I5, _I7, _I9, _I11, _I13 = _INV
 
@@ -58,7 +60,7 @@ def tanh32(x):
 
 @_jit
 def log1p01_32(e):
-    """log(1 + e) for 0 <= e <= 1 (s <= 1/3: the series' next term is below 1e-8 relative)."""
+    """log(1 + e) for -0.3 <= e <= 1 (|s| <= 1/3: the series' next term is below 1e-8 relative)."""
     s = e / (_TWO + e)
     s2 = s * s
     return _TWO * s * (_ONE + s2 * (_I3 + s2 * (_I5 + s2 * (_I7 + s2 * (_I9 + s2 * (_I11 + s2 * _I13))))))
@@ -110,6 +112,28 @@ def log1p01_row64(src, dst, n):
         dst[i] = np.log1p(src[i])
 
 
+@_jit
+def log_row32(src, dst, n, ib):
+    """dst = log(src) for positive normal src: its exponent k and mantissa f from the float32 bits."""
+    sb = src.view(np.int32)
+    fb = ib.view(np.float32)
+    for i in range(n):
+        ib[i] = (sb[i] & np.int32(0x007FFFFF)) | np.int32(0x3F800000)  # f, in [1, 2)
+    for i in range(n):
+        k = _F((sb[i] >> np.int32(23)) - np.int32(127))
+        f = fb[i]
+        big = f > _SQRT2  # f in [sqrt(2)/2, sqrt(2)): no cancellation between k ln 2 and log(f) near x = 1
+        f = f * _HALF if big else f
+        k = k + _ONE if big else k
+        dst[i] = k * _LN2 + log1p01_32(f - _ONE)
+
+
+@_jit
+def log_row64(src, dst, n, ib):
+    for i in range(n):
+        dst[i] = np.log(src[i])
+
+
 def _pick(a, f32, f64):
     from numba import types
 
@@ -131,6 +155,11 @@ def log1p01_row(src, dst, n):
     raise NotImplementedError("jit-only")
 
 
+def log_row(src, dst, n, ib):
+    """dst = log(src) for positive src; ib: int32 scratch of n elements; dst may not be src in float32."""
+    raise NotImplementedError("jit-only")
+
+
 @overload(tanh_row)
 def _tanh_row(src, dst, n):
     impl = _pick(src, tanh_row32, tanh_row64)
@@ -147,3 +176,9 @@ def _exp_row(src, dst, n, ib):
 def _log1p01_row(src, dst, n):
     impl = _pick(src, log1p01_row32, log1p01_row64)
     return lambda src, dst, n: impl(src, dst, n)
+
+
+@overload(log_row)
+def _log_row(src, dst, n, ib):
+    impl = _pick(src, log_row32, log_row64)
+    return lambda src, dst, n, ib: impl(src, dst, n, ib)
