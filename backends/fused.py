@@ -3,8 +3,8 @@
 Forward, loss gradient, backward and optimizer are loops over the batch, register-blocked vector
 products (backends/fused_gemm.py, where op(a) fits in L2, shared out over the threads when there are
 several) or BLAS calls (larger products) on flat buffers allocated once per training: the parameters,
-gradients and optimizer state are each one vector ([W0, b0, W1, b1, ...] end to end). The math is the NumPy reference's step for step; numba
-compiles one kernel per dtype, cached on disk. The kernels live in backends/fused_kernels.py (and
+gradients and optimizer state are each one vector ([W0, b0, W1, b1, ...] end to end). The math is the
+NumPy reference's step for step; numba compiles one kernel per dtype, cached on disk. The kernels live in backends/fused_kernels.py (and
 fused_math.py, fused_gemm.py), imported at first use with numba, as every adapter imports its framework.
 """
 
