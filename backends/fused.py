@@ -4,8 +4,9 @@ Forward, loss gradient, backward and optimizer are loops over the batch, registe
 products (backends/fused_gemm.py, where op(a) fits in L2, shared out over the threads when there are
 several) or BLAS calls (larger products) on flat buffers allocated once per training: the parameters,
 gradients and optimizer state are each one vector ([W0, b0, W1, b1, ...] end to end). The math is the
-NumPy reference's step for step; numba compiles one kernel per dtype, cached on disk. The kernels live in backends/fused_kernels.py (and
-fused_math.py, fused_gemm.py), imported at first use with numba, as every adapter imports its framework.
+NumPy reference's step for step; numba compiles one kernel per dtype, cached on disk. The kernels live
+in backends/fused_kernels.py (and fused_math.py, fused_gemm.py), imported at first use with numba, as
+every adapter imports its framework.
 """
 
 from __future__ import annotations
@@ -84,7 +85,12 @@ class FusedBackend(Backend):
         numba, kern = _kernels(self.threads)
         n = numba.get_num_threads()
         # parallel: products of PARALLEL_MIN_FMAS and more share their column blocks out over the threads
-        return {"threads": self.threads, "numba_threads": n, "parallel": n > 1, "parallel_min_fmas": kern.PARALLEL_MIN_FMAS}
+        return {
+            "threads": self.threads,
+            "numba_threads": n,
+            "parallel": n > 1,
+            "parallel_min_fmas": kern.PARALLEL_MIN_FMAS,
+        }
 
     def train(
         self,
