@@ -1,7 +1,7 @@
 """The speed-of-light reference: a whole epoch in one numba-compiled function, no framework in the loop.
 
 Forward, loss gradient, backward and optimizer are loops over the batch, register-blocked vector
-products (backends/fused_gemm.py, where op(a) fits in L2, shared out over the threads when there are
+products (backends/fused_gemm.py, where a layer's operands fit in L2, shared out over the threads when there are
 several) or BLAS calls (larger products) on flat buffers allocated once per training: the parameters,
 gradients and optimizer state are each one vector ([W0, b0, W1, b1, ...] end to end). The math is the
 NumPy reference's step for step; numba compiles one kernel per dtype, cached on disk. The kernels live
@@ -77,6 +77,12 @@ class FusedBackend(Backend):
         super().__init__(name, mode, threads)
         if threads and "numba" not in sys.modules:  # numba sizes its thread pool at import
             os.environ["NUMBA_NUM_THREADS"] = str(int(threads))
+        if threads and int(threads) > 1:
+            # numba's OpenMP workers sleep between parallel products instead of spinning: spinning, they
+            # took the CPUs OpenBLAS's threads needed for the BLAS-sized products of the same step (the
+            # mnist10k sweep at threads 2, batch 512: 51k samples/s spinning, 287k passive). Read when
+            # libgomp loads, at numba's first parallel product.
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     def devices(self) -> list[str]:
         return ["cpu"]
@@ -90,6 +96,7 @@ class FusedBackend(Backend):
             "numba_threads": n,
             "parallel": n > 1,
             "parallel_min_fmas": kern.PARALLEL_MIN_FMAS,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         }
 
     def train(

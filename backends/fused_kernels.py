@@ -10,9 +10,10 @@ on the catalogue's small nets (measured in docs/design.md, "The fused backend"):
 - error_model="numpy": numba's default ("python") tests every float division for a zero divisor to
   raise ZeroDivisionError, a branch that kept LLVM from vectorizing any loop with a division (tanh's
   rational function, Adam's update); with it a division by zero gives inf/nan, as in NumPy;
-- a product with at least 64 bytes of output columns and op(a) of at most GEMM_MAX_A_BYTES (it is read
-  again for every column block, so it stays in L2) runs in register-blocked LLVM vector code
-  (backends/fused_gemm.py); other products go to BLAS (np.dot) from BLAS_MIN_FMAS multiply-adds up,
+- a product with at least 64 bytes of output columns whose three operands (a layer's input, weight and
+  output, n x k + k x m + n x m elements, the same for its three products) fit in GEMM_MAX_BYTES runs in
+  register-blocked LLVM vector code (backends/fused_gemm.py), which re-reads them from L2 instead of
+  packing them as BLAS does; other products go to BLAS (np.dot) from BLAS_MIN_FMAS multiply-adds up,
   below that to a loop with the output row innermost;
 - with more than one numba thread, a product of PARALLEL_MIN_FMAS multiply-adds or more and 64 bytes of
   output columns runs the same blocks with its column blocks shared out over the threads (mnist10k's
@@ -29,7 +30,7 @@ from backends.fused_gemm import matmul, matmul_parallel, transpose
 from backends.fused_math import FASTMATH, exp_row, log1p01_row, log_row, tanh_row
 
 BLAS_MIN_FMAS = 1 << 15  # a product this large goes to BLAS (np.dot); smaller ones are plain loops
-GEMM_MAX_A_BYTES = 1 << 19  # unless it has 64 bytes of output columns and op(a) this small: fused_gemm
+GEMM_MAX_BYTES = 1 << 20  # unless it has 64 bytes of output columns and operands this small: fused_gemm
 PARALLEL_MIN_FMAS = 1 << 21  # with several threads, a product this large shares its blocks out over them
 _jit = numba.njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 
@@ -46,15 +47,18 @@ def _view(buf, off, rows, cols):
 
 
 @_jit
-def _blocked(a_elems, cols, itemsize):
-    """Whether a product goes to fused_gemm.matmul: a full 64-byte column block, op(a) within L2."""
-    return cols * itemsize >= 64 and a_elems * itemsize <= GEMM_MAX_A_BYTES
+def _blocked(n, k, m, cols, itemsize):
+    """Whether a product of a layer (n rows, k -> m) goes to fused_gemm.matmul: a full 64-byte column
+    block, the layer's input, weight and output within GEMM_MAX_BYTES (measured on the Zen 4, 1 MB of
+    L2: mnist10k's 100 x 784 x 128, 766 KB, ran faster in the blocks than in OpenBLAS; the sweeps'
+    1024-wide layers, 2.3 MB and more, slower)."""
+    return cols * itemsize >= 64 and (n * k + k * m + n * m) * itemsize <= GEMM_MAX_BYTES
 
 
 @_jit
-def _parallel(fmas, a_elems, cols, itemsize):
+def _parallel(n, k, m, cols, itemsize):
     """Whether a blocked product goes to fused_gemm.matmul_parallel: several threads, a large product."""
-    return fmas >= PARALLEL_MIN_FMAS and _blocked(a_elems, cols, itemsize) and numba.get_num_threads() > 1
+    return n * k * m >= PARALLEL_MIN_FMAS and _blocked(n, k, m, cols, itemsize) and numba.get_num_threads() > 1
 
 
 @_jit
@@ -70,16 +74,16 @@ def _transpose(w, wt_buf):
 def _affine(a, w, b, z, wt_buf):
     """z = a @ w + b; wt_buf: scratch of w.size elements."""
     (n, k), m = a.shape, w.shape[1]
-    if _parallel(n * k * m, n * k, m, z.itemsize) or _blocked(n * k, m, z.itemsize):
+    if _parallel(n, k, m, m, z.itemsize) or _blocked(n, k, m, m, z.itemsize):
         for i in range(n):
             for j in range(m):
                 z[i, j] = b[j]
-        if _parallel(n * k * m, n * k, m, z.itemsize):
+        if _parallel(n, k, m, m, z.itemsize):
             matmul_parallel(a, False, w, z, 1)
         else:
             matmul(a, False, w, z, 1)
         return
-    if _blocked(n * k, k, z.itemsize):  # a narrow output (the head): dot products along k, vectorized
+    if _blocked(n, k, m, k, z.itemsize):  # a narrow output (the head): dot products along k, vectorized
         wt = _transpose(w, wt_buf)
         for i in range(n):
             for j in range(m):
@@ -111,13 +115,13 @@ def _grad_w(a, dz, g, gb, wt_buf):
     for i in range(n):
         for j in range(m):
             gb[j] += dz[i, j]
-    if _parallel(n * k * m, n * k, m, g.itemsize):
+    if _parallel(n, k, m, m, g.itemsize):
         matmul_parallel(a, True, dz, g, 0)
         return
-    if _blocked(n * k, m, g.itemsize):
+    if _blocked(n, k, m, m, g.itemsize):
         matmul(a, True, dz, g, 0)
         return
-    if _blocked(n * m, k, g.itemsize):  # a narrow g: g.T = dz.T @ a, blocked, then transposed
+    if _blocked(n, k, m, k, g.itemsize):  # a narrow g: g.T = dz.T @ a, blocked, then transposed
         gt = _view(wt_buf, 0, m, k)
         matmul(dz, True, a, gt, 0)
         transpose(gt, g)
@@ -137,10 +141,10 @@ def _grad_w(a, dz, g, gb, wt_buf):
 def _back(dz, w, da, wt_buf):
     """da = dz @ w.T; wt_buf: scratch of w.size elements (w transposed, for fused_gemm.matmul)."""
     (n, m), k = dz.shape, w.shape[0]
-    if _parallel(n * k * m, n * m, k, da.itemsize):
+    if _parallel(n, k, m, k, da.itemsize):
         matmul_parallel(dz, False, _transpose(w, wt_buf), da, 0)
         return
-    if _blocked(n * m, k, da.itemsize):
+    if _blocked(n, k, m, k, da.itemsize):
         matmul(dz, False, _transpose(w, wt_buf), da, 0)
         return
     if n * k * m >= BLAS_MIN_FMAS:

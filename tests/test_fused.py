@@ -76,14 +76,14 @@ def test_deep_nets_match_the_reference_in_float64(fused, case):
 
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-10), ("float32", 2e-4)])
 def test_blas_sized_products_match_the_reference(fused, dtype, rtol):
-    """A first layer large enough for the BLAS branch (its 256 x 520 input above GEMM_MAX_A_BYTES), a
-    partial batch."""
-    from backends.fused_kernels import GEMM_MAX_A_BYTES
+    """A first layer large enough for the BLAS branch (its 256 x 260 input, 260 x 512 weight and 256 x 512
+    output above GEMM_MAX_BYTES), a partial batch."""
+    from backends.fused_kernels import GEMM_MAX_BYTES
 
-    spec = _spec("softmax", (64, 32), "relu", OptimizerSpec("adam", learning_rate=0.003), n_in=520)
+    spec = _spec("softmax", (512, 32), "relu", OptimizerSpec("adam", learning_rate=0.003), n_in=260)
     spec = Spec.from_dict({**spec.to_dict(), "batch_size": 256, "dtype": dtype})
-    assert 256 * 520 * np.dtype(dtype).itemsize > GEMM_MAX_A_BYTES
-    X, Y = _problem("softmax", 300, 520)
+    assert (256 * 260 + 260 * 512 + 256 * 512) * np.dtype(dtype).itemsize > GEMM_MAX_BYTES
+    X, Y = _problem("softmax", 300, 260)
     _compare(fused, spec, X.astype(dtype), Y.astype(dtype), rtol, 1e-8 if dtype == "float64" else 2e-3, 1e-5)
 
 
