@@ -135,15 +135,16 @@ class FusedBackend(Backend):
         ib = np.zeros(widest, np.int32)
         codes = np.array([ACT_CODES[spec.activation], HEAD_CODES[spec.head], OPT_CODES[o.name]], dtype=np.int64)
         rest = (rows, lay.sizes, lay.woff, lay.boff, lay.zoff, p, g, m1, m2, hyper, state, bufs, ib)
+        run_epoch = kern.epoch_threaded if numba.get_num_threads() > 1 else kern.epoch
 
         losses, seconds, history, compile_seconds = [], [], [], 0.0
         for epoch in range(schedule.epochs):
             args = (X, Y, orders[epoch], *rest, codes)
             t0 = time.perf_counter()
             if epoch == 0:  # compilation (or loading it from numba's cache) inside the first epoch's time
-                kern.epoch.compile(tuple(numba.typeof(a) for a in args))
+                run_epoch.compile(tuple(numba.typeof(a) for a in args))
                 compile_seconds = time.perf_counter() - t0
-            total = kern.epoch(*args)
+            total = run_epoch(*args)
             seconds.append(time.perf_counter() - t0)
             losses.append(total / schedule.samples_per_epoch)
             if record_params:
@@ -161,7 +162,7 @@ class FusedBackend(Backend):
         X = check_x(spec, X)
         check_params(spec, params)
         self.check_device(device)
-        _, kern = _kernels(self.threads)
+        numba, kern = _kernels(self.threads)
         dt = np.dtype(spec.dtype)
         X = np.ascontiguousarray(X, dtype=dt)
         rows = min(PREDICT_CHUNK, len(X))
@@ -171,5 +172,6 @@ class FusedBackend(Backend):
         act, head = ACT_CODES[spec.activation], HEAD_CODES[spec.head]
         p = lay.flatten(params, dt)
         wt = np.empty(max(int(np.prod(s)) for s in lay.shapes[0::2]), dt)  # a weight transposed
-        kern.predict(X, lay.sizes, lay.woff, lay.boff, lay.zoff, p, zbuf, abuf, xb, wt, out, act, head, rows)
+        run = kern.predict_threaded if numba.get_num_threads() > 1 else kern.predict
+        run(X, lay.sizes, lay.woff, lay.boff, lay.zoff, p, zbuf, abuf, xb, wt, out, act, head, rows)
         return out

@@ -57,8 +57,8 @@ def _blocked(n, k, m, cols, itemsize):
 
 @_jit
 def _parallel(n, k, m, cols, itemsize):
-    """Whether a blocked product goes to fused_gemm.matmul_parallel: several threads, a large product."""
-    return n * k * m >= PARALLEL_MIN_FMAS and _blocked(n, k, m, cols, itemsize) and numba.get_num_threads() > 1
+    """Whether a blocked product of a threaded kernel goes to fused_gemm.matmul_parallel: a large one."""
+    return n * k * m >= PARALLEL_MIN_FMAS and _blocked(n, k, m, cols, itemsize)
 
 
 @_jit
@@ -71,17 +71,21 @@ def _transpose(w, wt_buf):
 
 
 @_jit
-def _affine(a, w, b, z, wt_buf):
+def _affine(a, w, b, z, wt_buf, threaded):
     """z = a @ w + b; wt_buf: scratch of w.size elements."""
     (n, k), m = a.shape, w.shape[1]
-    if _parallel(n, k, m, m, z.itemsize) or _blocked(n, k, m, m, z.itemsize):
+    if threaded:  # a literal: the single-threaded kernels hold no parallel code (numba caches them)
+        if _parallel(n, k, m, m, z.itemsize):
+            for i in range(n):
+                for j in range(m):
+                    z[i, j] = b[j]
+            matmul_parallel(a, False, w, z, 1)
+            return
+    if _blocked(n, k, m, m, z.itemsize):
         for i in range(n):
             for j in range(m):
                 z[i, j] = b[j]
-        if _parallel(n, k, m, m, z.itemsize):
-            matmul_parallel(a, False, w, z, 1)
-        else:
-            matmul(a, False, w, z, 1)
+        matmul(a, False, w, z, 1)
         return
     if _blocked(n, k, m, k, z.itemsize):  # a narrow output (the head): dot products along k, vectorized
         wt = _transpose(w, wt_buf)
@@ -108,16 +112,17 @@ def _affine(a, w, b, z, wt_buf):
 
 
 @_jit
-def _grad_w(a, dz, g, gb, wt_buf):
+def _grad_w(a, dz, g, gb, wt_buf, threaded):
     """g = a.T @ dz and gb = the column sums of dz; wt_buf: scratch of g.size elements."""
     (n, k), m = a.shape, dz.shape[1]
     gb[:] = 0
     for i in range(n):
         for j in range(m):
             gb[j] += dz[i, j]
-    if _parallel(n, k, m, m, g.itemsize):
-        matmul_parallel(a, True, dz, g, 0)
-        return
+    if threaded:
+        if _parallel(n, k, m, m, g.itemsize):
+            matmul_parallel(a, True, dz, g, 0)
+            return
     if _blocked(n, k, m, m, g.itemsize):
         matmul(a, True, dz, g, 0)
         return
@@ -138,12 +143,13 @@ def _grad_w(a, dz, g, gb, wt_buf):
 
 
 @_jit
-def _back(dz, w, da, wt_buf):
+def _back(dz, w, da, wt_buf, threaded):
     """da = dz @ w.T; wt_buf: scratch of w.size elements (w transposed, for fused_gemm.matmul)."""
     (n, m), k = dz.shape, w.shape[0]
-    if _parallel(n, k, m, k, da.itemsize):
-        matmul_parallel(dz, False, _transpose(w, wt_buf), da, 0)
-        return
+    if threaded:
+        if _parallel(n, k, m, k, da.itemsize):
+            matmul_parallel(dz, False, _transpose(w, wt_buf), da, 0)
+            return
     if _blocked(n, k, m, k, da.itemsize):
         matmul(dz, False, _transpose(w, wt_buf), da, 0)
         return
@@ -240,7 +246,7 @@ def _loss_and_dlogits(z, y, dz, size, m, head, e, lg, ib):
 
 
 @_jit
-def _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act, wt):
+def _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act, wt, threaded):
     """Every layer's pre-activation into zbuf and hidden activation into abuf; returns the logits."""
     n = x.shape[0]
     a_in = x
@@ -249,7 +255,7 @@ def _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act, wt):
     for layer in range(n_layers):
         k, m = sizes[layer], sizes[layer + 1]
         z = _view(zbuf, zoff[layer], n, m)
-        _affine(a_in, _view(p, woff[layer], k, m), p[boff[layer] : boff[layer] + m], z, wt)
+        _affine(a_in, _view(p, woff[layer], k, m), p[boff[layer] : boff[layer] + m], z, wt, threaded)
         if layer < n_layers - 1:
             _activate(zbuf[zoff[layer] :], abuf[zoff[layer] :], n * m, act)
             a_in = _view(abuf, zoff[layer], n, m)
@@ -257,22 +263,22 @@ def _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act, wt):
 
 
 @_jit
-def _step(x, y, sizes, woff, boff, zoff, p, g, zbuf, abuf, d1, d2, act, head, e, lg, ib, wt):
+def _step(x, y, sizes, woff, boff, zoff, p, g, zbuf, abuf, d1, d2, act, head, e, lg, ib, wt, threaded):
     """Loss (before the update) and gradients into g for one batch."""
     n = x.shape[0]
     n_layers = sizes.shape[0] - 1
     n_out = sizes[n_layers]
-    _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act, wt)
+    _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act, wt, threaded)
     loss = _loss_and_dlogits(zbuf[zoff[n_layers - 1] :], y.ravel(), d1, n * n_out, n_out, head, e, lg, ib)
     dz = _view(d1, 0, n, n_out)
     for layer in range(n_layers - 1, -1, -1):
         k, m = sizes[layer], sizes[layer + 1]
         a_in = x if layer == 0 else _view(abuf, zoff[layer - 1], n, k)
-        _grad_w(a_in, dz, _view(g, woff[layer], k, m), g[boff[layer] : boff[layer] + m], wt)
+        _grad_w(a_in, dz, _view(g, woff[layer], k, m), g[boff[layer] : boff[layer] + m], wt, threaded)
         if layer > 0:
             dbuf = d2 if (n_layers - 1 - layer) % 2 == 0 else d1
             da = _view(dbuf, 0, n, k)
-            _back(dz, _view(p, woff[layer], k, m), da, wt)
+            _back(dz, _view(p, woff[layer], k, m), da, wt, threaded)
             _times_act_grad(dbuf, zbuf[zoff[layer - 1] :], abuf[zoff[layer - 1] :], n * k, act)
             dz = da
     return loss
@@ -305,10 +311,11 @@ def _update(p, g, m1, m2, hyper, t, opt):
 
 
 @_jit
-def epoch(X, Y, order, batch, sizes, woff, boff, zoff, p, g, m1, m2, hyper, state, bufs, ib, codes):
+def _epoch(X, Y, order, batch, sizes, woff, boff, zoff, p, g, m1, m2, hyper, state, bufs, ib, codes, threaded):
     """One epoch over order (the samples it uses), batch rows a step, the last step partial; state[0] counts
     the optimizer's steps; bufs: the flat scratch buffers of the training (FusedBuffers.pack). Returns the
-    sum over the batches of loss (before each update) * rows."""
+    sum over the batches of loss (before each update) * rows. threaded, a constant of the two entry points
+    below: whether the large products share their blocks out over numba's threads."""
     act, head, opt = codes[0], codes[1], codes[2]
     xb, yb, zbuf, abuf, d1, d2, e, lg, wt = bufs
     n_in, n_out = X.shape[1], Y.shape[1]
@@ -322,7 +329,7 @@ def epoch(X, Y, order, batch, sizes, woff, boff, zoff, p, g, m1, m2, hyper, stat
                 x[i, j] = X[r, j]
             for j in range(n_out):
                 y[i, j] = Y[r, j]
-        loss = _step(x, y, sizes, woff, boff, zoff, p, g, zbuf, abuf, d1, d2, act, head, e, lg, ib, wt)
+        loss = _step(x, y, sizes, woff, boff, zoff, p, g, zbuf, abuf, d1, d2, act, head, e, lg, ib, wt, threaded)
         state[0] += 1
         _update(p, g, m1, m2, hyper, state[0], opt)
         total += loss * n
@@ -330,14 +337,15 @@ def epoch(X, Y, order, batch, sizes, woff, boff, zoff, p, g, m1, m2, hyper, stat
 
 
 @_jit
-def predict(X, sizes, woff, boff, zoff, p, zbuf, abuf, xb, wt, out, act, head, chunk):
-    """Probabilities (sigmoid/softmax heads) or values (linear head) of every row of X into out."""
+def _predict(X, sizes, woff, boff, zoff, p, zbuf, abuf, xb, wt, out, act, head, chunk, threaded):
+    """Probabilities (sigmoid/softmax heads) or values (linear head) of every row of X into out;
+    threaded as in _epoch."""
     n_in, n_out = X.shape[1], out.shape[1]
     for start in range(0, X.shape[0], chunk):
         n = min(chunk, X.shape[0] - start)
         x = _view(xb, 0, n, n_in)
         x[:, :] = X[start : start + n, :]
-        z = _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act, wt)
+        z = _forward(x, sizes, woff, boff, zoff, p, zbuf, abuf, act, wt, threaded)
         for i in range(n):
             if head == 2:
                 zmax = z[i, 0]
@@ -352,3 +360,29 @@ def predict(X, sizes, woff, boff, zoff, p, zbuf, abuf, xb, wt, out, act, head, c
             else:
                 for j in range(n_out):
                     out[start + i, j] = z[i, j] if head == 0 else _sigmoid(z[i, j])
+
+
+# The entry points: threaded is a constant in each, so numba compiles _epoch and _predict once for each
+# value and prunes the other branch; the single-threaded kernels hold no parallel code. (A flag passed
+# from Python made every call re-type the dispatcher; numba's parallel code in the single-threaded
+# kernels had made them uncacheable, a 15 s compile in every process.)
+@_jit
+def epoch(X, Y, order, batch, sizes, woff, boff, zoff, p, g, m1, m2, hyper, state, bufs, ib, codes):
+    """One epoch on one thread (_epoch)."""
+    return _epoch(X, Y, order, batch, sizes, woff, boff, zoff, p, g, m1, m2, hyper, state, bufs, ib, codes, False)
+
+
+@_jit
+def epoch_threaded(X, Y, order, batch, sizes, woff, boff, zoff, p, g, m1, m2, hyper, state, bufs, ib, codes):
+    """One epoch whose large products share their blocks out over numba's threads (_epoch)."""
+    return _epoch(X, Y, order, batch, sizes, woff, boff, zoff, p, g, m1, m2, hyper, state, bufs, ib, codes, True)
+
+
+@_jit
+def predict(X, sizes, woff, boff, zoff, p, zbuf, abuf, xb, wt, out, act, head, chunk):
+    _predict(X, sizes, woff, boff, zoff, p, zbuf, abuf, xb, wt, out, act, head, chunk, False)
+
+
+@_jit
+def predict_threaded(X, sizes, woff, boff, zoff, p, zbuf, abuf, xb, wt, out, act, head, chunk):
+    _predict(X, sizes, woff, boff, zoff, p, zbuf, abuf, xb, wt, out, act, head, chunk, True)

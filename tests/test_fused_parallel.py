@@ -84,3 +84,37 @@ def test_float32_log_row_is_within_a_few_ulps():
     ulps = np.abs(got - want) / np.spacing(np.maximum(np.abs(want), 1e-3).astype(np.float32))
     assert np.max(ulps) <= 4, (np.max(ulps), x[np.argmax(ulps)])
     assert got[-3] == 0 and abs(got[-2] - np.log(2)) < 1e-7
+
+
+CACHED = """
+import json, sys, warnings
+warnings.simplefilter("always")
+import numpy as np
+import backends
+from backends import fused_kernels
+from backends.spec import OptimizerSpec, Spec, init_params, make_schedule
+threads = int(sys.argv[1])
+spec = Spec(kind="mlp", n_inputs=3, n_outputs=1, hidden=(4,), epochs=2, batch_size=8, dtype="float32",
+            optimizer=OptimizerSpec("sgd", learning_rate=0.1))
+X = np.ones((20, 3), np.float32); Y = np.ones((20, 1), np.float32)
+with warnings.catch_warnings(record=True) as seen:
+    backends.get_backend("fused", threads=threads).train(spec, X, Y, init_params(spec, 0), make_schedule(spec, 20, 1))
+run = fused_kernels.epoch_threaded if threads > 1 else fused_kernels.epoch
+uncached = [str(w.message) for w in seen if "cache" in str(w.message)]
+print(json.dumps({"hits": sum(run.stats.cache_hits.values()), "uncached": uncached}))
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_epoch_kernel_loads_from_numbas_cache_in_a_new_process(threads):
+    """Parallel code in a kernel makes numba refuse to cache it ("uses dynamic globals"): every process
+    then compiled the epoch again, about 15 s. Each entry point must load from the cache the second time."""
+    env = {**os.environ, "NUMBA_NUM_THREADS": str(threads)}
+    runs = []
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", CACHED, str(threads)], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert runs[1]["hits"] >= 1 and not runs[1]["uncached"] and not runs[0]["uncached"], runs
