@@ -74,17 +74,14 @@ def _transpose(w, wt_buf):
 def _affine(a, w, b, z, wt_buf, threaded):
     """z = a @ w + b; wt_buf: scratch of w.size elements."""
     (n, k), m = a.shape, w.shape[1]
-    if threaded:  # a literal: the single-threaded kernels hold no parallel code (numba caches them)
-        if _parallel(n, k, m, m, z.itemsize):
-            for i in range(n):
-                for j in range(m):
-                    z[i, j] = b[j]
-            matmul_parallel(a, False, w, z, 1)
-            return
     if _blocked(n, k, m, m, z.itemsize):
         for i in range(n):
             for j in range(m):
                 z[i, j] = b[j]
+        if threaded:  # a constant: the single-threaded kernels hold no parallel code (numba caches them)
+            if _parallel(n, k, m, m, z.itemsize):
+                matmul_parallel(a, False, w, z, 1)
+                return
         matmul(a, False, w, z, 1)
         return
     if _blocked(n, k, m, k, z.itemsize):  # a narrow output (the head): dot products along k, vectorized
