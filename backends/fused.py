@@ -78,11 +78,13 @@ class FusedBackend(Backend):
         if threads and "numba" not in sys.modules:  # numba sizes its thread pool at import
             os.environ["NUMBA_NUM_THREADS"] = str(int(threads))
         if threads and int(threads) > 1:
-            # numba's OpenMP workers sleep between parallel products instead of spinning: spinning, they
-            # took the CPUs OpenBLAS's threads needed for the BLAS-sized products of the same step (the
-            # mnist10k sweep at threads 2, batch 512: 51k samples/s spinning, 287k passive). Read when
-            # libgomp loads, at numba's first parallel product.
-            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            # numba's OpenMP workers spin briefly between parallel products, then sleep: spinning for
+            # libgomp's default 300k turns, they took the CPUs OpenBLAS's threads needed for the BLAS-sized
+            # products of the same step (the mnist10k sweep at threads 2, batch 512: 51k samples/s; 232k
+            # with 10k turns); never spinning (OMP_WAIT_POLICY=PASSIVE) slowed every parallel product's
+            # wake-up (mnist10k-mlp at threads 2: 187k against 276k). Read when libgomp loads, at
+            # numba's first parallel product; GOMP_SPINCOUNT counts only where OMP_WAIT_POLICY is unset.
+            os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
     def devices(self) -> list[str]:
         return ["cpu"]
@@ -97,6 +99,7 @@ class FusedBackend(Backend):
             "parallel": n > 1,
             "parallel_min_fmas": kern.PARALLEL_MIN_FMAS,
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
         }
 
     def train(
