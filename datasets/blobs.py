@@ -7,8 +7,6 @@ tables); `random_state` / `split_random_state` draw other blobs on purpose.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.datasets import make_blobs
-from sklearn.model_selection import train_test_split
 
 from datasets.base import Dataset
 from datasets.toy import _check
@@ -38,6 +36,9 @@ def _blobs(
     notes: list[str],
 ) -> Dataset:
     """make_blobs with its default centre box, split as sdls1 splits it (shuffled, not stratified)."""
+    from sklearn.datasets import make_blobs
+    from sklearn.model_selection import train_test_split
+
     _check(name, {"n_samples must be at least 20": n_samples >= 20, "cluster_std must be > 0": cluster_std > 0})
     _check(name, {"test_size must lie in (0, 1) as a fraction": 0.0 < test_size < 1.0})
     X, y, centers = make_blobs(

@@ -15,7 +15,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from datasets.base import Dataset, DatasetError
 
@@ -183,6 +182,8 @@ def mnist10k(directory: str | Path = VENDORED_DIR, seed: int = 0, n_test: int = 
 
     The split is stratified by digit and seeded, so each digit keeps its share in both parts.
     """
+    from sklearn.model_selection import train_test_split
+
     if not 10 <= n_test <= 9990:
         raise DatasetError(f"dataset 'mnist10k': n_test must lie in 10..9990, got {n_test}")
     d = _require(Path(directory), TEST_FILES, "mnist10k")

@@ -11,8 +11,6 @@ so the pipeline can report both: the article's figure compares with train accura
 from __future__ import annotations
 
 import numpy as np
-from sklearn.datasets import make_circles, make_classification, make_moons
-from sklearn.model_selection import train_test_split
 
 from datasets.base import Dataset, DatasetError
 
@@ -43,6 +41,8 @@ def _split_dataset(
     meta: dict,
 ) -> Dataset:
     """Stratified, seeded train/test split of (X, y) and the common metadata."""
+    from sklearn.model_selection import train_test_split
+
     if isinstance(test_size, float):
         _check(name, {"test_size must lie in (0, 1) as a fraction": 0.0 < test_size < 1.0})
     else:
@@ -73,6 +73,8 @@ def linear(
     every seed, and flip_y 0.006 (labels redrawn at random, about half of them flipped)
     leaves ~3 wrong of 1000, the article's figure.
     """
+    from sklearn.datasets import make_classification
+
     _check(
         "linear", {"n_samples must be at least 20": n_samples >= 20, "flip_y must lie in [0, 1)": 0.0 <= flip_y < 1.0}
     )
@@ -122,6 +124,8 @@ def linear(
 
 def moons(seed: int = 0, n_samples: int = 1000, noise: float = 0.05, test_size: float = 0.2) -> Dataset:
     """adl1 §2.2/§3.1: two interleaving half circles (the article's noise 0.05, seed 0)."""
+    from sklearn.datasets import make_moons
+
     _check("moons", {"n_samples must be at least 20": n_samples >= 20, "noise must be >= 0": noise >= 0})
     X, y = make_moons(n_samples=n_samples, noise=noise, random_state=seed)
     return _split_dataset(
@@ -146,6 +150,8 @@ def circles(
     seed: int = 0, n_samples: int = 1000, noise: float = 0.05, factor: float = 0.3, test_size: float = 0.2
 ) -> Dataset:
     """adl1 §2.3/§3.2: a small circle inside a large one; no line separates them."""
+    from sklearn.datasets import make_circles
+
     _check(
         "circles",
         {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn import metrics as skm
 
 
 def labels_from_output(out: np.ndarray, task: str) -> np.ndarray:
@@ -16,6 +15,8 @@ def labels_from_output(out: np.ndarray, task: str) -> np.ndarray:
 def classification(y: np.ndarray, out: np.ndarray, task: str, n_classes: int) -> dict:
     """accuracy, precision, recall, F1 (binary: of class 1; multiclass: macro), confusion matrix,
     and the cross-entropy loss of the predicted probabilities."""
+    from sklearn import metrics as skm  # here, not at import: a timing replica never evaluates (1 s of imports)
+
     pred = labels_from_output(out, task)
     labels = list(range(n_classes))
     average = "binary" if task == "binary" else "macro"
@@ -37,6 +38,8 @@ def classification(y: np.ndarray, out: np.ndarray, task: str, n_classes: int) ->
 
 def regression(y: np.ndarray, pred: np.ndarray, loss_scale: float = 1.0) -> dict:
     """MSE, MAE, R2 in the target's original units; loss is the MSE in training units."""
+    from sklearn import metrics as skm
+
     y, pred = np.asarray(y, dtype=np.float64).ravel(), np.asarray(pred, dtype=np.float64).ravel()
     mse = float(skm.mean_squared_error(y, pred))
     return {
