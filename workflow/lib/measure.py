@@ -8,11 +8,11 @@ them. A job trains every experiment of its backend in one process, so the framew
 start-up (runtime and compiler initialization, thread pools) is paid first by `warm_up` on a network
 no experiment uses, and no experiment's compile time depends on its place in the job.
 
-Steady state is time-boxed: one training of `1 + (1 + repeats) * k` epochs, k chosen so that each
-repetition (k consecutive epochs) lasts at least `min_repeat_seconds`; the first epoch
-(compilation) and the first repetition (a warm-up, discarded as pyperf does) are not counted; a
-repetition's rate is its samples over its seconds. Slow eager modes thus cost seconds, not whole
-trainings.
+Steady state is time-boxed: one training of `(1 + repeats) * k` epochs after the probe has compiled
+the network, k chosen so that each repetition (k consecutive epochs) lasts at least
+`min_repeat_seconds`; the first repetition (a warm-up, discarded as pyperf does; it also absorbs the
+first epoch of a new training call) is not counted; a repetition's rate is its samples over its
+seconds. Slow eager modes thus cost seconds, not whole trainings.
 """
 
 from __future__ import annotations
@@ -75,12 +75,12 @@ def measure(backend, spec: Spec, X, Y, p0, seed: int, device: str, cfg: TimingCo
     with timing.timed_slot(cfg.results, lay, cfg.threads) as sec:
         probe_before = speed_probe.blocks(cfg.threads)  # the machine's speed as this section starts
         k = max(1, math.ceil(cfg.min_repeat_seconds / max(second, 1e-6)))
-        k = max(1, min(k, (MAX_SCHEDULE_INDICES // n - 1) // (WARMUP_REPEATS + cfg.repeats)))
-        steady_spec = _with_epochs(spec, 1 + (WARMUP_REPEATS + cfg.repeats) * k)
+        k = max(1, min(k, (MAX_SCHEDULE_INDICES // n) // (WARMUP_REPEATS + cfg.repeats)))
+        steady_spec = _with_epochs(spec, (WARMUP_REPEATS + cfg.repeats) * k)
         schedule = make_schedule(steady_spec, n, seed)
         with sec.quoted():  # CPU/wall and foreign load are judged here, not on the compiling probe
             steady = backend.train(steady_spec, X, Y, p0, schedule, device)
-        epochs = np.asarray(steady.epoch_seconds[1 + WARMUP_REPEATS * k :], dtype=np.float64).reshape(cfg.repeats, k)
+        epochs = np.asarray(steady.epoch_seconds[WARMUP_REPEATS * k :], dtype=np.float64).reshape(cfg.repeats, k)
         rates = [schedule.samples_per_epoch * k / float(block.sum()) for block in epochs]
         with sec.quoted():
             inference = _inference(backend, spec, steady.params, X, cfg, device)
@@ -123,15 +123,22 @@ def measure(backend, spec: Spec, X, Y, p0, seed: int, device: str, cfg: TimingCo
 def measure_compiled_first(
     backend, spec: Spec, X, Y, p0, seed: int, device: str, cfg: TimingConfig, ceiling: float | None
 ) -> dict:
-    """measure() after one untimed epoch outside the slot that compiles the network: for figures whose
-    compile time is not the quoted one (a timing replica, whose job's own process compiled cold; a
-    sweep point). The slot is the run's one serial resource: torch.compile's ~14 s a shape held it
-    for 102 s of the moons sweep's 104. compile_seconds is then this untimed epoch minus a steady one."""
-    one = _with_epochs(spec, 1)
-    first = backend.train(one, X, Y, p0, make_schedule(one, len(X), seed), device)
+    """measure() after one untimed epoch at SCHED_IDLE that compiles the network: for figures whose
+    compile time is not the quoted one (a timing replica, whose job's own process compiled cold; a sweep
+    point). Compilers stay out of the slot, the run's one serial resource (torch.compile's ~14 s a shape
+    held it for 102 s of the moons sweep's 104), and out of the compile lane, which the jobs' quoted cold
+    compiles queue for. compile_seconds is then this untimed epoch minus a steady one.
+
+    A per-step eager loop (mode "eager") compiles nothing worth moving, and its epochs are the slow ones
+    (tensorflow-eager's blobs4-softmax: 2.65 s an epoch): measure()'s probe, in the lane, is its first
+    epoch, and no epoch is spent apart."""
+    first = None
+    if backend.mode != "eager" or not timing.lane_cpus(timing.layout(cfg.threads)):
+        one = _with_epochs(spec, 1)
+        first = backend.train(one, X, Y, p0, make_schedule(one, len(X), seed), device)
     t = measure(backend, spec, X, Y, p0, seed, device, cfg, ceiling)
     median = (t.get("train_samples_per_s") or {}).get("median")
-    if median and len(first.epoch_seconds):
+    if first is not None and median and len(first.epoch_seconds):
         t["compile_seconds"] = max(0.0, float(first.epoch_seconds[0]) - t["samples_per_epoch"] / median)
     t["compile_measured"] = "untimed, outside the timing slot"
     return t

@@ -55,8 +55,8 @@ def measure_library(library: str, threads: int, results: str) -> dict:
     """Median GFLOP/s per size, each of REPEATS repetitions lasting at least MIN_REPEAT_S."""
     from workflow.lib import timing
 
-    lay = timing.layout(threads)
-    timing.pin(lay.untimed)
+    lay = timing.prepare_process(threads)  # NumPy's BLAS pool limited too: two OpenBLAS threads pinned to one
+    # slot CPU read 2.1 GFLOP/s at 256 where one reads 98 (a standalone run, without Snakemake's thread variables)
     fns = {n: _matmul(library, n, threads) for n in SIZES}
     out = []
     with timing.timed_slot(results, lay, threads) as sec:
@@ -93,19 +93,22 @@ def main(argv: list[str] | None = None) -> int:
     from workflow.lib.environment import cpu_identity
     from workflow.scripts.train import write_json
 
-    rows, errors = [], {}
+    rows, errors, procs = [], {}, {}
+    # Every library's process at once: their imports (TensorFlow's ~5 s of CPU) overlap at idle priority,
+    # and their timed parts still take the timing slot one at a time (19.6 -> 11-12 s of wall, 2-core Zen 4).
     for lib in args.libraries:
         if not backends.is_available(LIBRARIES[lib]):
             errors[lib] = "not installed"
             continue
         cmd = [sys.executable, "-m", "workflow.scripts.calibrate", "--one", lib]
-        proc = subprocess.run(
-            cmd + ["--threads", str(args.threads), "--results", args.results], capture_output=True, text=True
-        )
+        cmd += ["--threads", str(args.threads), "--results", args.results]
+        procs[lib] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for lib, proc in procs.items():
+        out, err = proc.communicate()
         if proc.returncode != 0:
-            errors[lib] = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+            errors[lib] = (err.strip().splitlines() or ["failed"])[-1]
             continue
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        rows.append(json.loads(out.strip().splitlines()[-1]))
     # The ceiling must bound every figure from above: the best repetition, not a median (a burst of
     # foreign load can only lower a repetition, never raise it).
     best = max(((max(s["raw"]), r["library"], s["size"]) for r in rows for s in r["sizes"] if s["raw"]), default=None)
