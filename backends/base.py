@@ -71,6 +71,12 @@ class Backend(ABC):
         """The thread counts in force, as the framework reports them."""
         return {"threads": self.threads}
 
+    def replica_env(self) -> dict[str, str]:
+        """Environment variables for this job's timing replicas (fresh processes that time the networks
+        this process trained), from what this process found at start-up: a replica quotes no start-up
+        or compile time, so a check whose answer this process already has need not run again there."""
+        return {}
+
     def device_info(self, device: str) -> dict:
         """The accelerator's name (and driver) for the fingerprint; on CPU just {"device": "cpu"}:
         the workflow's fingerprint names the CPU itself."""

@@ -5,6 +5,7 @@ loads them instead of compiling again, and trains the same losses. torch's scan 
 
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -66,3 +67,34 @@ def test_second_process_loads_the_compiled_network_from_the_cache(name, tmp_path
         assert first["jax_hits"] == 0 and second["jax_hits"] > 0, (first["jax_hits"], second["jax_hits"])
     else:  # TensorFlow writes an entry only when it compiled: a load leaves every file as it was
         assert _written(folder) == stored
+
+
+ISA = """
+import json, sys
+from backends.torch.backend import TorchBackend
+from torch._inductor.cpu_vec_isa import pick_vec_isa, valid_vec_isa_list
+valid = [str(v) for v in valid_vec_isa_list()]  # the probe: compiled and loaded, unless the variable skips it
+print(json.dumps({"valid": valid, "picked": str(pick_vec_isa()), "env": TorchBackend("torch").replica_env()}))
+"""
+
+
+@pytest.mark.slow
+def test_a_torch_replica_skips_the_isa_probe_and_picks_the_isa_the_job_picked(tmp_path):
+    """The job's process probes inductor's vector ISAs; where the probe kept every ISA the CPU advertises,
+    its replicas get TORCHINDUCTOR_VEC_ISA_OK=1 (backends/torch/backend.py, replica_env), and a replica
+    then picks the same ISA without the probe's compiles and subprocesses."""
+    if not backends.is_available("torch"):
+        pytest.skip("torch is not installed")
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_VEC_ISA_OK"} | compile_cache_env(str(tmp_path))
+
+    def run(extra):
+        done = subprocess.run([sys.executable, "-c", ISA], cwd=ROOT, env=env | extra, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    if platform.machine() != "x86_64":
+        pytest.skip("replica_env reads x86 ISA flags only")
+    job = run({})
+    assert job["env"] == {"TORCHINDUCTOR_VEC_ISA_OK": "1"}, job  # gcc builds every ISA this CPU advertises
+    replica = run(job["env"])
+    assert replica["picked"] == job["picked"] and replica["valid"] == job["valid"], (job, replica)

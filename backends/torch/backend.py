@@ -63,6 +63,25 @@ class TorchBackend(Backend):
             return EAGER
         return CUDA_GRAPH if device == "gpu" else SCAN
 
+    def replica_env(self) -> dict[str, str]:
+        """inductor probes each vector ISA the CPU advertises by compiling a test library and loading it
+        in a Python subprocess, once a process: 12 of the 23 s of this job's warm-up compile (2-core Zen 4,
+        torch 2.13). Where that probe here kept every advertised ISA, a replica skipping it
+        (TORCHINDUCTOR_VEC_ISA_OK=1, inductor's own switch) picks the same ISA; otherwise it probes too."""
+        import sys
+
+        if "torch._inductor.cpu_vec_isa" not in sys.modules:  # nothing compiled in this process
+            return {}
+        from torch._inductor import cpu_vec_isa as isa
+
+        try:
+            flags = isa.x86_isa_checker()
+            advertised = [str(v) for v in isa.supported_vec_isa_list if all(f in flags for f in str(v).split())]
+            same = [str(v) for v in isa.valid_vec_isa_list()] == advertised
+        except (AttributeError, OSError):  # another torch, or not x86: let the replica probe
+            return {}
+        return {"TORCHINDUCTOR_VEC_ISA_OK": "1"} if same else {}
+
     def thread_settings(self) -> dict:
         torch = _setup(self.threads)
         return {

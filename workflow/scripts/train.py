@@ -149,12 +149,15 @@ def _run_replicas(argv: list[str], args: argparse.Namespace) -> dict[str, list[d
     that fails costs its samples (a warning), never the job's results."""
     import subprocess
 
+    import backends
+
+    env = {**os.environ, **backends.get_backend(args.backend, threads=args.threads).replica_env()}
     out: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(1, args.timing_processes):
             path = Path(tmp) / f"replica{r}.json"
             cmd = [sys.executable, "-m", "workflow.scripts.train", *argv, "--timing-replica", str(path)]
-            done = subprocess.run(cmd, stdout=sys.stdout, stderr=sys.stderr, check=False)
+            done = subprocess.run(cmd, stdout=sys.stdout, stderr=sys.stderr, check=False, env=env)
             if done.returncode != 0 or not path.exists():
                 print(f"warning: timing replica {r} failed (exit {done.returncode})", file=sys.stderr)
                 continue
