@@ -1,4 +1,11 @@
 import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.paths import ROOT
 
 # The repo root is the import root: pyproject.toml's `pythonpath` puts it on sys.path (tests.paths.ROOT).
 # A fair, quiet test machine: frameworks see the same thread count and say little.
@@ -34,3 +41,25 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def calibrated(tmp_path_factory) -> Path:
+    """results/machine.json from one real calibration (workflow/scripts/calibrate.py) per test session,
+    shared by its xdist workers. The pipeline tests that test something else start from a copy
+    (tests/helpers_results.seed_calibration) instead of calibrating again (four libraries imported and
+    timed: about 20 s of CPU a pipeline). The pipeline fixture of tests/test_pipeline.py and the Slurm
+    test calibrate for real."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the workers' common folder
+    folder = root / "calibrated"
+    path = folder / "machine.json"
+    with FileLock(str(root / "calibrated.lock")):
+        if not path.exists():
+            cmd = [sys.executable, "-m", "workflow.scripts.calibrate", "--threads", "1"]
+            cmd += ["--results", str(folder), "--out", str(path)]
+            done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, done.stderr[-3000:]
+    return path

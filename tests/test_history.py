@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from reports.history import change_points, segment
+from tests.helpers_results import seed_calibration
 from tests.paths import ROOT
 
 
@@ -191,9 +192,10 @@ def check_against_history(repo: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 @pytest.mark.serial  # it judges speed between commits: timed alone, after the parallel phase
-def test_history_names_the_commit_that_slowed_a_backend(tmp_path):
+def test_history_names_the_commit_that_slowed_a_backend(tmp_path, calibrated):
     repo = tmp_path / "repo"
     scratch_repository(repo)
+    seed_calibration(repo, calibrated)  # results/ is git-ignored: no commit holds it
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY))
     adapter = repo / "backends/numpy_reference.py"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers_results import seed_calibration
 from tests.paths import ROOT
 
 
@@ -208,7 +209,7 @@ def test_rerun_leaves_no_duplicate_runs_and_sweeps_orphans(pipeline):
 
 
 @pytest.mark.slow
-def test_diverging_run_is_recorded_and_pipeline_goes_on(tmp_path):
+def test_diverging_run_is_recorded_and_pipeline_goes_on(tmp_path, calibrated):
     cat = yaml.safe_load((ROOT / "config/experiments.yaml").read_text())
     base = cat["experiments"]["hotels-linear-linear"]
     boom = dict(base, optimizer={"name": "sgd", "learning_rate": 1.0e30})
@@ -221,6 +222,7 @@ def test_diverging_run_is_recorded_and_pipeline_goes_on(tmp_path):
         "repeats": 1,
         "seeds": [0],
     }
+    seed_calibration(tmp_path, calibrated)
     snakemake(tmp_path, "--cores", "2", config=cfg)
     r = json.loads((tmp_path / "results/runs/hotels-boom/jax-cpu/seed0.json").read_text())
     assert r["status"] == "diverged" and "NaN" in r["message"] and r["loss_history"]
@@ -260,7 +262,7 @@ def test_auto_schedules_no_gpu_job_without_a_gpu(tmp_path):
 
 
 @pytest.mark.slow
-def test_gpu_jobs_are_planned_without_probing_and_check_their_device_where_they_run(tmp_path):
+def test_gpu_jobs_are_planned_without_probing_and_check_their_device_where_they_run(tmp_path, calibrated):
     """devices: [cpu, gpu] plans a gpu job for every backend with a CUDA path without probing the
     planning host (a cluster's submit host has none); the job checks its device where it runs."""
     import backends
@@ -272,6 +274,7 @@ def test_gpu_jobs_are_planned_without_probing_and_check_their_device_where_they_
     if "gpu" in backends.get_backend("torch").devices():
         pytest.skip("this machine has a GPU: the job would train there; the failure path needs a machine without one")
     job = f"results/runs/{cfg['experiments'][0]}/torch-gpu/seed0.json"
+    seed_calibration(tmp_path, calibrated)
     snakemake(tmp_path, "--cores", "2", job, config=cfg)
     result = json.loads((tmp_path / job).read_text())
     assert result["status"] == "failed" and "sees no 'gpu' device" in result["message"]

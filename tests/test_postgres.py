@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers_results import moons_logistic_result
+from tests.helpers_results import moons_logistic_result, seed_calibration
 from tests.scaleout import mlflow_server, postgres_server, rest, run_bounded, skip_reason
 from workflow.lib.store import MARKER, resolve_uri
 from workflow.lib.tracking import ORPHAN_AFTER_S, init_store, log_run
@@ -47,7 +47,7 @@ def server(pg):
 
 
 @pytest.fixture(scope="module")
-def pipeline(server, tmp_path_factory):
+def pipeline(server, tmp_path_factory, calibrated):
     """The small config, 8 jobs at once, every run logged to the server; files written under umask 002.
     The targets are the run results (the summary and report read files only: test_pipeline.py)."""
     url, _ = server
@@ -56,6 +56,7 @@ def pipeline(server, tmp_path_factory):
     cfg |= {"experiments": EXPERIMENTS, "backends": BACKENDS, "repeats": 1, "epochs_scale": 0.2, "seeds": [0]}
     cfg["mlflow"] = {"tracking_uri": url, "experiment": "fwbench-team"}
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+    seed_calibration(work, calibrated)
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--cores", "8", "--directory", str(work)]
     cmd += ["--workflow-profile", str(ROOT / "profiles/default"), "--configfile", str(work / "config.yaml")]
     cmd += ["--"] + [str(path.relative_to(work)) for path in run_files(work).values()]  # after --configfile's list

@@ -143,9 +143,10 @@ def test_a_file_that_is_not_a_sweep_is_refused_with_the_fix(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_tiny_sweep_runs_through_snakemake_to_mlflow_and_the_report(tmp_path):
+def test_a_tiny_sweep_runs_through_snakemake_to_mlflow_and_the_report(tmp_path, calibrated):
     import pandas as pd
 
+    from tests.helpers_results import seed_calibration
     from tests.test_pipeline import mlflow_runs, snakemake
 
     cfg = yaml.safe_load((ROOT / "config/test.yaml").read_text())
@@ -168,6 +169,7 @@ def test_a_tiny_sweep_runs_through_snakemake_to_mlflow_and_the_report(tmp_path):
         "repeats": 2,
         "min_repeat_seconds": 0.02,
     }
+    seed_calibration(tmp_path, calibrated)
     snakemake(tmp_path, "--cores", "2", config=cfg)
     for backend in ("fused", "jax"):
         r = json.loads((tmp_path / f"results/sweeps/tiny/{backend}-cpu.json").read_text())

@@ -8,15 +8,17 @@ import json
 
 import pytest
 
+from tests.helpers_results import seed_calibration
 from tests.test_pipeline import small_config, snakemake
 from workflow.lib import timing
 
 
 @pytest.mark.slow
 @pytest.mark.serial
-def test_torch_compile_job_is_judged_on_its_quoted_part(tmp_path):
+def test_torch_compile_job_is_judged_on_its_quoted_part(tmp_path, calibrated):
     cfg = small_config() | {"experiments": ["moons-mlp"], "backends": ["numpy", "torch"], "seeds": [0]}
     cfg |= {"timing_processes": 3, "repeats": 3}
+    seed_calibration(tmp_path, calibrated)
     snakemake(tmp_path, "--cores", "2", "--", "results/runs/moons-mlp/torch-cpu/seed0.json", config=cfg)
     r = json.loads((tmp_path / "results/runs/moons-mlp/torch-cpu/seed0.json").read_text())
     t = r["timings"]
