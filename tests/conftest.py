@@ -12,6 +12,10 @@ from tests.paths import ROOT
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if os.environ.get("FWBENCH_GPU") != "1":  # the CPU route: JAX need not look for accelerators
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# inductor's vector-ISA probe (a test library compiled and loaded in a Python subprocess per ISA) costs
+# about 12 s of every torch process's first compile; the tests time no start-up, so they skip it as the
+# timing replicas do. tests/test_compile_caches.py runs the probe itself and checks the ISA it picks.
+os.environ.setdefault("TORCHINDUCTOR_VEC_ISA_OK", "1")
 
 
 def pytest_configure(config):
