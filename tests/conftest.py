@@ -32,25 +32,8 @@ def pytest_addoption(parser):
     parser.addoption("--serial-only", action="store_true", help="run only the tests marked serial (one process)")
 
 
-# The test files that hold the longest work (pipelines, a Slurm cluster, a PostgreSQL server, a
-# default-sized report, torch.compile), longest first: xdist's loadfile hands whole files to the workers
-# in collection order (run-tests.sh: --no-loadscope-reorder, which would order them by test count), so
-# the long ones start first and the short ones fill the end. Durations from `.ci/run` at ed4dcad.
-LONGEST_FIRST = (
-    "test_pipeline.py",  # ~220 s
-    "test_backends.py",  # ~150 s, many short tests
-    "test_slurm.py",  # ~90 s
-    "test_postgres.py",  # ~80 s
-    "test_report_size.py",  # ~70 s
-    "test_mlflow_models.py",  # ~60 s
-    "test_compile_caches.py",  # ~60 s
-    "test_tracking.py",  # ~50 s
-)
-
-
 def pytest_collection_modifyitems(config, items):
-    """--serial-only keeps the serial tests alone; a parallel run (xdist) leaves them out for that phase
-    and takes the longest files first (LONGEST_FIRST; a stable sort keeps each file's own order)."""
+    """--serial-only keeps the serial tests alone; a parallel run (xdist) leaves them out for that phase."""
     serial_only = config.getoption("--serial-only")
     parallel = bool(getattr(config.option, "numprocesses", None)) or os.environ.get("PYTEST_XDIST_WORKER")
     if not serial_only and not parallel:
@@ -62,9 +45,6 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
-    if parallel:
-        rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.fixture(scope="session")

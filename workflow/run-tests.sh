@@ -23,13 +23,12 @@ if (( ${#MISSING[@]} )); then
     echo "fwbench: not root and no sudo: ${MISSING[*]} not installed; the tests that need them will be skipped" >&2
   fi
 fi
-# One worker per CPU (-n auto), whole files per worker so module fixtures build once, handed out in
-# collection order (the longest files first: tests/conftest.py, LONGEST_FIRST);
+# One worker per CPU (-n auto), whole files per worker so module fixtures build once;
 # much of the suite waits on imports, subprocesses and services. `-n 0` runs it in one process.
 # Then the tests marked serial (they judge the machine's timing: CPU/wall, foreign load) run alone.
 # Exit 5 (nothing collected) of one phase is not a failure: a selection may hold only one kind.
 one=0 two=0
-python -m pytest -n auto --dist loadfile --no-loadscope-reorder "$@" || one=$?
+python -m pytest -n auto --dist loadfile "$@" || one=$?
 python -m pytest -n 0 --serial-only -p no:cacheprovider "$@" || two=$?
 if [[ $one == 5 && $two == 5 ]]; then exit 5; fi
 for s in "$one" "$two"; do [[ $s == 0 || $s == 5 ]] || exit "$s"; done
