@@ -85,6 +85,8 @@ def test_a_torch_replica_skips_the_isa_probe_and_picks_the_isa_the_job_picked(tm
     then picks the same ISA without the probe's compiles and subprocesses."""
     if not backends.is_available("torch"):
         pytest.skip("torch is not installed")
+    if platform.machine() != "x86_64":
+        pytest.skip("replica_env reads x86 ISA flags only")
     env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_VEC_ISA_OK"} | compile_cache_env(str(tmp_path))
 
     def run(extra):
@@ -92,8 +94,6 @@ def test_a_torch_replica_skips_the_isa_probe_and_picks_the_isa_the_job_picked(tm
         assert done.returncode == 0, done.stderr[-3000:]
         return json.loads(done.stdout.strip().splitlines()[-1])
 
-    if platform.machine() != "x86_64":
-        pytest.skip("replica_env reads x86 ISA flags only")
     job = run({})
     assert job["env"] == {"TORCHINDUCTOR_VEC_ISA_OK": "1"}, job  # gcc builds every ISA this CPU advertises
     replica = run(job["env"])

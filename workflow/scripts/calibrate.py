@@ -55,8 +55,9 @@ def measure_library(library: str, threads: int, results: str) -> dict:
     """Median GFLOP/s per size, each of REPEATS repetitions lasting at least MIN_REPEAT_S."""
     from workflow.lib import timing
 
-    lay = timing.prepare_process(threads)  # NumPy's BLAS pool limited too: two OpenBLAS threads pinned to one
-    # slot CPU read 2.1 GFLOP/s at 256 where one reads 98 (a standalone run, without Snakemake's thread variables)
+    # As a job starts (NumPy's BLAS pool limited too): run standalone, without Snakemake's thread
+    # variables, two OpenBLAS threads pinned to one slot CPU read 2.1 GFLOP/s at 256 where one reads 98.
+    lay = timing.prepare_process(threads)
     fns = {n: _matmul(library, n, threads) for n in SIZES}
     out = []
     with timing.timed_slot(results, lay, threads) as sec:
