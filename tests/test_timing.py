@@ -4,9 +4,11 @@ measurement of a real backend (workflow.lib.timing, workflow.lib.measure)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager, nullcontext, suppress
 
 import numpy as np
 import pytest
@@ -103,38 +105,40 @@ def test_more_threads_than_asked_are_flagged(tmp_path):
     assert any(f.startswith("threads not honoured") for f in sec.flags)
 
 
+BURN = (
+    "import os,time; os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0)); {pin}"
+    "t=time.time()\nwhile time.time()-t<{seconds}: pass"
+)
+
+
+@contextmanager
+def foreign(code: str):
+    """A process outside this one's tree running `code` (another job's: the job's own children are its
+    helpers, not foreign load), killed on exit."""
+    cmd = '"$0" -c "$1" >/dev/null 2>&1 & echo $!'  # the shell exits: the process is nobody's child here
+    out = subprocess.run(["sh", "-c", cmd, sys.executable, code], capture_output=True, text=True, check=True)
+    pid = int(out.stdout)
+    try:
+        yield pid
+    finally:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 @two_cpus
 def test_overlapping_work_is_flagged(tmp_path):
-    """A busy process on the slot's CPU during the section: foreign load, flagged."""
+    """A busy process (another job's, at normal priority) on the slot's CPU during the section: foreign
+    load, flagged."""
     cpu = CPUS[-1]
-    busy = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            # normal priority whatever this process inherited (an earlier test's prepare_process
-            # leaves the pytest process at SCHED_IDLE, which the timed section would starve)
-            f"import os,time; os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0)); "
-            f"os.sched_setaffinity(0,{{{cpu}}}); t=time.time()\nwhile time.time()-t<4: pass",
-        ]
-    )
-    try:
+    with foreign(BURN.format(pin=f"os.sched_setaffinity(0,{{{cpu}}}); ", seconds=4)):
         time.sleep(0.3)
         lay = timing.Layout(slots=((cpu,),), untimed=tuple(CPUS))
         with timing.timed_slot(tmp_path, lay, threads=1) as sec:
             t0 = time.perf_counter()
             while time.perf_counter() - t0 < 1.0:
                 pass
-    finally:
-        busy.kill()
-        busy.wait()
     assert sec.foreign_share > timing.FOREIGN_LOAD_LIMIT, sec.to_dict()
     assert any(f.startswith("foreign load") for f in sec.flags)
-
-
-BURN = (
-    "import os,time; os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0)); {pin}"
-    "t=time.time()\nwhile time.time()-t<{seconds}: pass"
-)
 
 
 @two_cpus
@@ -163,26 +167,44 @@ def test_foreign_load_is_judged_on_the_quoted_part(tmp_path):
         while time.perf_counter() - t0 < seconds:
             pass
 
-    def busy(seconds: float) -> subprocess.Popen:
-        pin = f"os.sched_setaffinity(0,{{{cpu}}}); "
-        return subprocess.Popen([sys.executable, "-c", BURN.format(pin=pin, seconds=seconds)])
-
+    pin = f"os.sched_setaffinity(0,{{{cpu}}}); "
     for during_quoted in (False, True):
-        # not waited for until the section ends: a waited child's CPU time would count as the job's own
         with timing.timed_slot(tmp_path, lay, threads=1) as sec:
-            other = busy(1.0) if not during_quoted else None
-            spin(1.4)  # "compiling", not quoted; the other process ends within it
-            if during_quoted:
-                other = busy(1.4)
-                time.sleep(0.1)
-            with sec.quoted():
-                spin(1.0)
-        other.kill()
-        other.wait()
+            with foreign(BURN.format(pin=pin, seconds=1.0)) if not during_quoted else nullcontext():
+                spin(1.4)  # "compiling", not quoted; the other process ends within it
+            with foreign(BURN.format(pin=pin, seconds=1.4)) if during_quoted else nullcontext():
+                time.sleep(0.1 if during_quoted else 0)
+                with sec.quoted():
+                    spin(1.0)
         flagged = any(f.startswith("foreign load") for f in sec.flags)
         assert flagged == during_quoted, (during_quoted, sec.to_dict())
         if not during_quoted:
             assert sec.whole["foreign_share"] > timing.FOREIGN_LOAD_LIMIT, sec.to_dict()  # the whole saw it
+
+
+@two_cpus
+@pytest.mark.serial  # judges foreign load: needs the machine to itself
+def test_idle_work_in_the_sections_gaps_is_not_foreign(tmp_path):
+    """A section that sleeps half its time (a step waiting on its own threads), with a SCHED_IDLE burner
+    on the slot's CPU (another job's untimed work) filling the gaps: the CPU is busy throughout, but the
+    burner yields whenever the section runs, so nothing is taken from it and nothing is flagged. The
+    same burner at normal priority makes the section wait for the CPU and is flagged."""
+    cpu = CPUS[-1]
+    lay = timing.Layout(slots=((cpu,),), untimed=tuple(CPUS))
+    idle = f"os.sched_setaffinity(0,{{{cpu}}}); os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0)); "
+    for policy, pin in (("idle", idle), ("normal", f"os.sched_setaffinity(0,{{{cpu}}}); ")):
+        with foreign(BURN.format(pin=pin, seconds=5.0)):
+            time.sleep(0.3)
+            with timing.timed_slot(tmp_path, lay, threads=1) as sec, sec.quoted() as w:
+                t0 = time.perf_counter()
+                while time.perf_counter() - t0 < 1.5:
+                    t1 = time.perf_counter()
+                    while time.perf_counter() - t1 < 0.005:
+                        pass
+                    time.sleep(0.005)
+        assert (w.busy_s - w.cpu_s) / w.wall_s > 0.3, (policy, sec.to_dict())  # the CPU was busy in the gaps
+        flagged = any(f.startswith("foreign load") for f in sec.flags)
+        assert flagged == (policy == "normal"), (policy, sec.to_dict())
 
 
 def test_measure_a_real_backend(tmp_path):

@@ -22,8 +22,10 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from workflow.lib import cpu_load
+
 CPU_WALL_TOLERANCE = 1.15  # a timed section may use at most threads x this of CPU per wall second
-FOREIGN_LOAD_LIMIT = 0.10  # share of the slot CPUs' time used by other processes before a figure is flagged
+FOREIGN_LOAD_LIMIT = 0.10  # share of the slot CPUs' time other processes took from the section before a flag
 UNSTABLE_SPREAD = 0.10  # interquartile range / median above this flags a timing "unstable" (pyperf's rule)
 SLOT_WAIT_S = 6 * 3600
 CPUS_ENV = "FWBENCH_CPUS"  # the CPU set the first fwbench process was given, inherited by its children
@@ -93,17 +95,6 @@ def pin(cpus: tuple[int, ...] | list[int]) -> None:
             continue
 
 
-def _busy_ticks(cpus: tuple[int, ...]) -> int:
-    """Busy clock ticks (all but idle and iowait) of these CPUs since boot, from /proc/stat."""
-    total = 0
-    for line in Path("/proc/stat").read_text().splitlines():
-        name, *vals = line.split()
-        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
-            v = [int(x) for x in vals]
-            total += sum(v[:8]) - v[3] - v[4]
-    return total
-
-
 def _cpu_seconds() -> float:
     """CPU time of this process (every thread) plus that of its children that ended and were waited
     for: a compiler a framework runs as a subprocess (inductor's gcc) is the job's own work, not
@@ -116,26 +107,31 @@ def _cpu_seconds() -> float:
 
 @dataclass
 class Window:
-    """Wall time, the job's CPU time and the CPUs' busy time over one stretch of a section."""
+    """Wall time, the job's CPU time, the CPUs' busy time and the CPU time of other normal-priority
+    processes that may run on them (None where /proc does not tell) over one stretch of a section."""
 
     wall_s: float = 0.0
     cpu_s: float = 0.0
     busy_s: float = 0.0
+    others_s: float | None = 0.0
 
     def __add__(self, other: Window) -> Window:
-        return Window(self.wall_s + other.wall_s, self.cpu_s + other.cpu_s, self.busy_s + other.busy_s)
+        others = None if self.others_s is None or other.others_s is None else self.others_s + other.others_s
+        return Window(self.wall_s + other.wall_s, self.cpu_s + other.cpu_s, self.busy_s + other.busy_s, others)
 
 
 @contextmanager
 def _window(cpus: tuple[int, ...]):
     """Measure the enclosed stretch into the yielded Window."""
     w = Window()
-    busy0, cpu0, w0 = _busy_ticks(cpus), _cpu_seconds(), time.perf_counter()
+    others0 = cpu_load.others_ticks(cpus)
+    busy0, cpu0, w0 = cpu_load.busy_ticks(cpus), _cpu_seconds(), time.perf_counter()
     try:
         yield w
     finally:
         w.wall_s, w.cpu_s = time.perf_counter() - w0, _cpu_seconds() - cpu0
-        w.busy_s = (_busy_ticks(cpus) - busy0) / os.sysconf("SC_CLK_TCK")
+        w.busy_s = (cpu_load.busy_ticks(cpus) - busy0) / os.sysconf("SC_CLK_TCK")
+        w.others_s = cpu_load.normal_priority_seconds(others0, cpu_load.others_ticks(cpus))
 
 
 @dataclass
@@ -151,6 +147,7 @@ class Section:
     wall_s: float = 0.0
     cpu_s: float = 0.0
     foreign_share: float = 0.0
+    normal_priority_others_s: float | None = None
     loadavg_before: float = 0.0
     loadavg_after: float = 0.0
     waited_s: float = 0.0
@@ -171,9 +168,15 @@ class Section:
 
     def finish(self, whole: Window) -> None:
         """Fill in the judged figures from the quoted stretches (or the whole section), and the flags."""
-        self.whole = {"wall_s": whole.wall_s, "cpu_s": whole.cpu_s, "foreign_share": _foreign(whole, self.cpus)}
+        self.whole = {
+            "wall_s": whole.wall_s,
+            "cpu_s": whole.cpu_s,
+            "foreign_share": _foreign(whole, self.cpus),
+            "normal_priority_others_s": whole.others_s,
+        }
         judged = sum(self._quoted, Window()) if self._quoted else whole
         self.wall_s, self.cpu_s, self.foreign_share = judged.wall_s, judged.cpu_s, _foreign(judged, self.cpus)
+        self.normal_priority_others_s = judged.others_s
         self.flags = judge(self)
 
     def to_dict(self) -> dict:
@@ -184,6 +187,7 @@ class Section:
             "cpu_s": self.cpu_s,
             "cpu_per_wall": self.cpu_per_wall,
             "foreign_share": self.foreign_share,
+            "normal_priority_others_s": self.normal_priority_others_s,
             "judged_on": "quoted part" if self._quoted else "whole section",
             "whole": dict(self.whole),
             "loadavg_before": self.loadavg_before,
@@ -195,8 +199,13 @@ class Section:
 
 
 def _foreign(w: Window, cpus: tuple[int, ...]) -> float:
-    """Share of the CPUs' time over the window used by other processes than this job (and its children)."""
-    return max(0.0, w.busy_s - w.cpu_s) / max(w.wall_s * len(cpus), 1e-9)
+    """Share of the CPUs' time over the window that other processes than this job (and its children)
+    took: their busy time not the job's, but no more than other normal-priority processes used
+    (workflow.lib.cpu_load: SCHED_IDLE work in the gaps of a waiting step takes nothing)."""
+    other = max(0.0, w.busy_s - w.cpu_s)
+    if w.others_s is not None:
+        other = min(other, w.others_s)
+    return other / max(w.wall_s * len(cpus), 1e-9)
 
 
 def judge(sec: Section) -> list[str]:
