@@ -111,6 +111,12 @@ BURN = (
 )
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process, from /proc/<pid>/stat."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def foreign(code: str):
     """A process outside this one's tree running `code` (another job's: the job's own children are its
@@ -170,8 +176,9 @@ def test_foreign_load_is_judged_on_the_quoted_part(tmp_path):
     pin = f"os.sched_setaffinity(0,{{{cpu}}}); "
     for during_quoted in (False, True):
         with timing.timed_slot(tmp_path, lay, threads=1) as sec:
-            with foreign(BURN.format(pin=pin, seconds=1.0)) if not during_quoted else nullcontext():
-                spin(1.4)  # "compiling", not quoted; the other process ends within it
+            with foreign(BURN.format(pin=pin, seconds=5.0)) if not during_quoted else nullcontext() as pid:
+                spin(1.4)  # "compiling", not quoted; the other process is killed at its end
+                other_cpu = _cpu_seconds(pid) if pid else None
             with foreign(BURN.format(pin=pin, seconds=1.4)) if during_quoted else nullcontext():
                 time.sleep(0.1 if during_quoted else 0)
                 with sec.quoted():
@@ -179,7 +186,7 @@ def test_foreign_load_is_judged_on_the_quoted_part(tmp_path):
         flagged = any(f.startswith("foreign load") for f in sec.flags)
         assert flagged == during_quoted, (during_quoted, sec.to_dict())
         if not during_quoted:
-            assert sec.whole["foreign_share"] > timing.FOREIGN_LOAD_LIMIT, sec.to_dict()  # the whole saw it
+            assert other_cpu > 0.3, other_cpu  # it did share the slot's CPU during the section
 
 
 @two_cpus
@@ -204,7 +211,7 @@ def test_idle_work_in_the_sections_gaps_is_not_foreign(tmp_path):
                     time.sleep(0.005)
         assert (w.busy_s - w.cpu_s) / w.wall_s > 0.3, (policy, sec.to_dict())  # the CPU was busy in the gaps
         flagged = any(f.startswith("foreign load") for f in sec.flags)
-        assert flagged == (policy == "normal"), (policy, sec.to_dict())
+        assert flagged == (policy == "normal"), (policy, sec.foreign_share, sec.normal_priority_others_s, w)
 
 
 def test_measure_a_real_backend(tmp_path):

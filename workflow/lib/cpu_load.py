@@ -8,9 +8,10 @@ one, and counting it flagged Keras-on-TF's mnist10k-mlp in the default run at ed
 foreign load of a section is the slot CPUs' busy time not its own, but no more than the CPU time of
 other normal-priority processes allowed on those CPUs. (The threads' own run-queue wait cannot tell
 the two apart: Keras-on-TF's threads waited 1.36 s of a 3.1 s section for one another on an idle
-machine.) Processes that start and end inside a window are counted through the parent that waits for
-them (cutime); a normal-priority process that ran on other CPUs is counted too, so the bound errs
-towards flagging."""
+machine.) A process's own CPU time only: its waited-for children's (cutime) arrives whole when they
+are reaped, whenever they ran (a burner killed before the window, reaped by init inside it, added its
+1.3 s to init's). So a normal-priority process that starts and ends inside a window is missed, and one
+that ran on other CPUs is counted (the bound errs towards flagging there)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def busy_ticks(cpus: tuple[int, ...]) -> int:
 
 
 def _processes() -> dict[int, tuple[int, int, int]]:
-    """pid -> (parent pid, scheduling policy, clock ticks of CPU: its own and its waited-for children's)."""
+    """pid -> (parent pid, scheduling policy, clock ticks of its own CPU time, user and system)."""
     out = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -42,7 +43,7 @@ def _processes() -> dict[int, tuple[int, int, int]]:
         except OSError:  # ended meanwhile
             continue
         f = text[text.rfind(")") + 2 :].split()  # f[k - 3] is field k of proc(5); the name may hold spaces
-        out[int(name)] = (int(f[1]), int(f[38]), sum(int(x) for x in f[11:15]))
+        out[int(name)] = (int(f[1]), int(f[38]), int(f[11]) + int(f[12]))
     return out
 
 
