@@ -144,9 +144,13 @@ def pool_into(result: dict, replicas: list[dict]) -> None:
 
 
 def _run_replicas(argv: list[str], args: argparse.Namespace) -> dict[str, list[dict]]:
-    """Start the timing replicas one after the other, each a fresh process (`--timing-replica`),
-    and read their timings back: experiment -> one timings dict per replica that timed it. A replica
-    that fails costs its samples (a warning), never the job's results."""
+    """Start the timing replicas, each a fresh process (`--timing-replica`), all at once, and read
+    their timings back: experiment -> one timings dict per replica that timed it. A replica that fails
+    costs its samples (a warning), never the job's results.
+
+    All at once: a replica's untimed work (its imports, its untimed compile epochs) runs at SCHED_IDLE
+    beside the other replicas' timed sections, which still take the timing slot one at a time; one
+    after the other, each replica's start-up waited for the last one's timing, and on an idle CPU."""
     import subprocess
 
     import backends
@@ -154,12 +158,13 @@ def _run_replicas(argv: list[str], args: argparse.Namespace) -> dict[str, list[d
     env = {**os.environ, **backends.get_backend(args.backend, threads=args.threads).replica_env()}
     out: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for r in range(1, args.timing_processes):
-            path = Path(tmp) / f"replica{r}.json"
-            cmd = [sys.executable, "-m", "workflow.scripts.train", *argv, "--timing-replica", str(path)]
-            done = subprocess.run(cmd, stdout=sys.stdout, stderr=sys.stderr, check=False, env=env)
-            if done.returncode != 0 or not path.exists():
-                print(f"warning: timing replica {r} failed (exit {done.returncode})", file=sys.stderr)
+        paths = [Path(tmp) / f"replica{r}.json" for r in range(1, args.timing_processes)]
+        cmd = [sys.executable, "-m", "workflow.scripts.train", *argv, "--timing-replica"]
+        procs = [subprocess.Popen([*cmd, str(p)], stdout=sys.stdout, stderr=sys.stderr, env=env) for p in paths]
+        for r, (proc, path) in enumerate(zip(procs, paths), 1):
+            code = proc.wait()
+            if code != 0 or not path.exists():
+                print(f"warning: timing replica {r} failed (exit {code})", file=sys.stderr)
                 continue
             for name, t in json.loads(path.read_text())["experiments"].items():
                 out.setdefault(name, []).append(t)
