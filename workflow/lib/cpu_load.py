@@ -18,8 +18,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-SCHED_IDLE = getattr(os, "SCHED_IDLE", 5)
-
 
 def busy_ticks(cpus: tuple[int, ...]) -> int:
     """Busy clock ticks (all but idle and iowait) of these CPUs since boot, from /proc/stat."""
@@ -54,18 +52,18 @@ def others_ticks(cpus: tuple[int, ...]) -> dict[int, tuple[int, int]] | None:
         procs = _processes()
     except (OSError, IndexError, ValueError):
         return None
-    me, mine = os.getpid(), set()
-    for pid in procs:
-        chain, p = [], pid
-        while p in procs and p not in mine and p != me and p > 1 and len(chain) < 64:
-            chain.append(p)
-            p = procs[p][0]
-        if p == me or p in mine:
-            mine.update(chain)
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    mine, todo = set(), [os.getpid()]
+    while todo:  # this process and its descendants
+        pid = todo.pop()
+        mine.add(pid)
+        todo.extend(children.get(pid, []))
     out = {}
     want = set(cpus)
     for pid, (_, policy, ticks) in procs.items():
-        if pid == me or pid in mine:
+        if pid in mine:
             continue
         try:
             if not want & os.sched_getaffinity(pid):
@@ -81,5 +79,5 @@ def normal_priority_seconds(before: dict | None, after: dict | None) -> float | 
     end (SCHED_IDLE ones yield to a timed thread; a process new in the window counts whole)."""
     if before is None or after is None:
         return None
-    ticks = sum(max(0, t - before.get(pid, (0, 0))[1]) for pid, (policy, t) in after.items() if policy != SCHED_IDLE)
+    ticks = sum(max(0, t - before.get(pid, (0, 0))[1]) for pid, (policy, t) in after.items() if policy != os.SCHED_IDLE)
     return ticks / os.sysconf("SC_CLK_TCK")
