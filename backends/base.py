@@ -74,7 +74,10 @@ class Backend(ABC):
     def replica_env(self) -> dict[str, str]:
         """Environment variables for this job's timing replicas (fresh processes that time the networks
         this process trained), from what this process found at start-up: a replica quotes no start-up
-        or compile time, so a check whose answer this process already has need not run again there."""
+        or compile time, so a check whose answer this process already has need not run again there.
+        Called once, in the job's process after its framework warm-up and before its first experiment:
+        an adapter whose variables enter its compile cache's key sets the same in this process, so the
+        replicas look up what this process compiles."""
         return {}
 
     def device_info(self, device: str) -> dict:

@@ -67,7 +67,11 @@ class TorchBackend(Backend):
         """inductor probes each vector ISA the CPU advertises by compiling a test library and loading it
         in a Python subprocess, once a process: 12 of the 23 s of this job's warm-up compile (2-core Zen 4,
         torch 2.13). Where that probe here kept every advertised ISA, a replica skipping it
-        (TORCHINDUCTOR_VEC_ISA_OK=1, inductor's own switch) picks the same ISA; otherwise it probes too."""
+        (TORCHINDUCTOR_VEC_ISA_OK=1, inductor's own switch) picks the same ISA; otherwise it probes too.
+
+        The switch is part of inductor's FX graph and AOTAutograd cache keys: this process sets it too, for
+        the networks it compiles next, or every replica missed both caches and compiled each network again
+        (43 s of a torch replica's 55, default run of 2026-12-07, Zen 4)."""
         import sys
 
         if "torch._inductor.cpu_vec_isa" not in sys.modules:  # nothing compiled in this process
@@ -80,7 +84,12 @@ class TorchBackend(Backend):
             same = [str(v) for v in isa.valid_vec_isa_list()] == advertised
         except (AttributeError, OSError):  # another torch, or not x86: let the replica probe
             return {}
-        return {"TORCHINDUCTOR_VEC_ISA_OK": "1"} if same else {}
+        if not same:
+            return {}
+        from torch._inductor import config
+
+        config.cpp.vec_isa_ok = True
+        return {"TORCHINDUCTOR_VEC_ISA_OK": "1"}
 
     def thread_settings(self) -> dict:
         torch = _setup(self.threads)

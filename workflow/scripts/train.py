@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     # A replica quotes no compile time, so it skips the framework's start-up network: its first
     # experiment's untimed compile absorbs it (and loads the job's compiled graphs from the job's cache).
     warmup = None if args.timing_replica else _warm_up(args.backend, args.device, args.threads)
+    # What the replicas will be told, asked before the first experiment compiles (Backend.replica_env).
+    replica_env = {} if args.timing_replica else _replica_env(args.backend, args.threads)
     cfg = JobConfig(
         threads=args.threads,
         repeats=args.repeats,
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 _finish(result, args)
     if held:
-        replicas = _run_replicas(argv if argv is not None else sys.argv[1:], args)
+        replicas = _run_replicas(argv if argv is not None else sys.argv[1:], args, replica_env)
         for result in held:
             pool_into(result, replicas.get(result["experiment"], []))
             _finish(result, args)
@@ -143,7 +145,7 @@ def pool_into(result: dict, replicas: list[dict]) -> None:
     result["timings"], result["flags"] = pooled, pooled["flags"] + others
 
 
-def _run_replicas(argv: list[str], args: argparse.Namespace) -> dict[str, list[dict]]:
+def _run_replicas(argv: list[str], args: argparse.Namespace, extra_env: dict[str, str]) -> dict[str, list[dict]]:
     """Start the timing replicas, each a fresh process (`--timing-replica`), all at once, and read
     their timings back: experiment -> one timings dict per replica that timed it. A replica that fails
     costs its samples (a warning), never the job's results.
@@ -153,9 +155,7 @@ def _run_replicas(argv: list[str], args: argparse.Namespace) -> dict[str, list[d
     after the other, each replica's start-up waited for the last one's timing, and on an idle CPU."""
     import subprocess
 
-    import backends
-
-    env = {**os.environ, **backends.get_backend(args.backend, threads=args.threads).replica_env()}
+    env = {**os.environ, **extra_env}
     out: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         paths = [Path(tmp) / f"replica{r}.json" for r in range(1, args.timing_processes)]
@@ -169,6 +169,17 @@ def _run_replicas(argv: list[str], args: argparse.Namespace) -> dict[str, list[d
             for name, t in json.loads(path.read_text())["experiments"].items():
                 out.setdefault(name, []).append(t)
     return out
+
+
+def _replica_env(backend: str, threads: int) -> dict[str, str]:
+    """The adapter's variables for the timing replicas (Backend.replica_env); none where it cannot say."""
+    import backends
+
+    try:
+        return backends.get_backend(backend, threads=threads).replica_env()
+    except Exception as e:  # noqa: BLE001 - the replicas then find out for themselves
+        print(f"warning: no replica settings ({type(e).__name__}: {e})", file=sys.stderr)
+        return {}
 
 
 def _time_replica(args: argparse.Namespace, resolved: dict, cfg) -> int:
