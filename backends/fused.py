@@ -138,7 +138,11 @@ class FusedBackend(Backend):
         ib = np.zeros(widest, np.int32)
         codes = np.array([ACT_CODES[spec.activation], HEAD_CODES[spec.head], OPT_CODES[o.name]], dtype=np.int64)
         rest = (rows, lay.sizes, lay.woff, lay.boff, lay.zoff, p, g, m1, m2, hyper, state, bufs, ib)
-        run_epoch = kern.epoch_threaded if numba.get_num_threads() > 1 else kern.epoch
+        # Small nets feature-major (fused_small.py: their loops run over the rows), on one thread either way.
+        from backends import fused_small
+
+        small = int(lay.sizes.max()) <= fused_small.SMALL_MAX_WIDTH
+        run_epoch = fused_small.epoch_small if small else kern.epoch_threaded if numba.get_num_threads() > 1 else kern.epoch
 
         losses, seconds, history, compile_seconds = [], [], [], 0.0
         for epoch in range(schedule.epochs):
@@ -158,7 +162,7 @@ class FusedBackend(Backend):
             epoch_seconds=np.asarray(seconds, dtype=np.float64),
             compile_seconds=float(compile_seconds),
             param_history=history if record_params else None,
-            extra={"variant": "numba-fused-epoch", "fallback": None},
+            extra={"variant": "numba-fused-epoch", "fallback": None, "layout": "feature-major" if small else "row-major"},
         )
 
     def predict(self, spec: Spec, params: list[np.ndarray], X: np.ndarray, device: str = "cpu") -> np.ndarray:

@@ -1,5 +1,6 @@
 """The fused numba backend beyond the registry-wide suite: float32, deep nets, the BLAS path, drop_last,
-chunked predict, its result extras and its errors."""
+chunked predict, its result extras and its errors. The parity tests run both epochs, the feature-major
+one of small nets (backends/fused_small.py) and the row-major one, on the same nets."""
 
 import numpy as np
 import pytest
@@ -15,6 +16,15 @@ REF = backends.get_backend(backends.REFERENCE)
 @pytest.fixture(scope="module")
 def fused():
     return backends.get_backend("fused", threads=1)
+
+
+@pytest.fixture(params=["feature-major", "row-major"])
+def layout(request, monkeypatch):
+    """Each epoch on every net of the test: fused_small.SMALL_MAX_WIDTH decides, read at each training."""
+    from backends import fused_small
+
+    monkeypatch.setattr(fused_small, "SMALL_MAX_WIDTH", 10**6 if request.param == "feature-major" else 0)
+    return request.param
 
 
 def _problem(head: str, n: int, n_in: int, seed: int = 0):
@@ -67,11 +77,12 @@ DEEP = [
 
 
 @pytest.mark.parametrize("case", DEEP, ids=[f"{c[0]}-{len(c[1])}x{c[2]}-{c[3].name}" for c in DEEP])
-def test_deep_nets_match_the_reference_in_float64(fused, case):
+def test_deep_nets_match_the_reference_in_float64(fused, case, layout):
     head, hidden, act, opt = case
     spec = _spec(head, hidden, act, opt)
     X, Y = _problem(head, 45, 3)  # 45 = 2 x 16 + a last partial batch of 13
-    _compare(fused, spec, X, Y, 1e-10, 1e-9, 1e-12)
+    got, _ = _compare(fused, spec, X, Y, 1e-10, 1e-9, 1e-12)
+    assert got.extra["layout"] == layout
 
 
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-10), ("float32", 2e-4)])
@@ -115,16 +126,17 @@ def test_matmul_blocks_and_edges_match_numpy(dtype, trans, beta):
 
 
 @pytest.mark.parametrize("head, hidden", [("sigmoid", (8, 4)), ("linear", ()), ("softmax", (5,))])
-def test_float32_trains_in_float32_close_to_the_reference(fused, head, hidden):
+def test_float32_trains_in_float32_close_to_the_reference(fused, head, hidden, layout):
     spec = _spec(head, hidden, "tanh", OptimizerSpec("adam", learning_rate=0.01), dtype="float32")
     X, Y = _problem(head, 50, 3)
     got, _ = _compare(fused, spec, X.astype("float32"), Y.astype("float32"), 1e-4, 1e-3, 1e-5)
+    assert got.extra["layout"] == layout
     assert fused.predict(spec, got.params, X).dtype == np.float32
 
 
 @pytest.mark.parametrize("drop_last", [True, False])
 @pytest.mark.parametrize("batch_size", [16, 7, 50, None, 500])
-def test_batches_and_last_partial_batch_follow_the_schedule(fused, drop_last, batch_size):
+def test_batches_and_last_partial_batch_follow_the_schedule(fused, drop_last, batch_size, layout):
     """n=50: batches 16 and 7 leave a remainder (dropped or trained); 50, full batch and 500 (clamped) do not."""
     spec = _spec("sigmoid", (4,), "tanh", OptimizerSpec("sgd", learning_rate=0.1, momentum=0.5))
     spec = Spec.from_dict({**spec.to_dict(), "batch_size": batch_size, "drop_last": drop_last})
@@ -160,7 +172,7 @@ def test_result_extras_timings_and_threads(fused):
     spec = _spec("sigmoid", (4, 2), "tanh", OptimizerSpec("adam", learning_rate=0.01), epochs=3)
     X, Y = _problem("sigmoid", 40, 3)
     res = fused.train(spec, X, Y, init_params(spec, 0), make_schedule(spec, 40, 1), record_params=True)
-    assert res.extra == {"variant": "numba-fused-epoch", "fallback": None}
+    assert res.extra == {"variant": "numba-fused-epoch", "fallback": None, "layout": "feature-major"}
     assert 0 <= res.compile_seconds <= res.epoch_seconds[0]  # compilation is inside epoch 0's time
     assert np.all(res.epoch_seconds > 0)
     assert len(res.param_history) == 3 and res.param_history[0][0] is not res.param_history[1][0]

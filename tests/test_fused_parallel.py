@@ -91,29 +91,33 @@ import json, sys, warnings
 warnings.simplefilter("always")
 import numpy as np
 import backends
-from backends import fused_kernels
+from backends import fused_kernels, fused_small
 from backends.spec import OptimizerSpec, Spec, init_params, make_schedule
-threads = int(sys.argv[1])
-spec = Spec(kind="mlp", n_inputs=3, n_outputs=1, hidden=(4,), epochs=2, batch_size=8, dtype="float32",
+threads, width = int(sys.argv[1]), int(sys.argv[2])
+spec = Spec(kind="mlp", n_inputs=3, n_outputs=1, hidden=(width,), epochs=2, batch_size=8, dtype="float32",
             optimizer=OptimizerSpec("sgd", learning_rate=0.1))
 X = np.ones((20, 3), np.float32); Y = np.ones((20, 1), np.float32)
 with warnings.catch_warnings(record=True) as seen:
     backends.get_backend("fused", threads=threads).train(spec, X, Y, init_params(spec, 0), make_schedule(spec, 20, 1))
-run = fused_kernels.epoch_threaded if threads > 1 else fused_kernels.epoch
+if width <= fused_small.SMALL_MAX_WIDTH:
+    run = fused_small.epoch_small
+else:
+    run = fused_kernels.epoch_threaded if threads > 1 else fused_kernels.epoch
 uncached = [str(w.message) for w in seen if "cache" in str(w.message)]
 print(json.dumps({"hits": sum(run.stats.cache_hits.values()), "uncached": uncached}))
 """
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_the_epoch_kernel_loads_from_numbas_cache_in_a_new_process(threads):
+@pytest.mark.parametrize("threads, width", [(1, 4), (1, 40), (2, 40)])
+def test_the_epoch_kernel_loads_from_numbas_cache_in_a_new_process(threads, width):
     """Parallel code in a kernel makes numba refuse to cache it ("uses dynamic globals"): every process
-    then compiled the epoch again, about 15 s. Each entry point must load from the cache the second time."""
+    then compiled the epoch again, about 15 s. Each entry point (the small nets' feature-major epoch, the
+    row-major one and its threaded twin) must load from the cache the second time."""
     env = {**os.environ, "NUMBA_NUM_THREADS": str(threads)}
     runs = []
     for _ in range(2):
         done = subprocess.run(
-            [sys.executable, "-c", CACHED, str(threads)], cwd=ROOT, env=env, capture_output=True, text=True
+            [sys.executable, "-c", CACHED, str(threads), str(width)], cwd=ROOT, env=env, capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr[-3000:]
         runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
