@@ -142,7 +142,9 @@ class FusedBackend(Backend):
         from backends import fused_small
 
         small = int(lay.sizes.max()) <= fused_small.SMALL_MAX_WIDTH
-        run_epoch = fused_small.epoch_small if small else kern.epoch_threaded if numba.get_num_threads() > 1 else kern.epoch
+        run_epoch = kern.epoch_threaded if numba.get_num_threads() > 1 else kern.epoch
+        if small:
+            run_epoch = fused_small.epoch_small
 
         losses, seconds, history, compile_seconds = [], [], [], 0.0
         for epoch in range(schedule.epochs):
@@ -162,7 +164,11 @@ class FusedBackend(Backend):
             epoch_seconds=np.asarray(seconds, dtype=np.float64),
             compile_seconds=float(compile_seconds),
             param_history=history if record_params else None,
-            extra={"variant": "numba-fused-epoch", "fallback": None, "layout": "feature-major" if small else "row-major"},
+            extra={
+                "variant": "numba-fused-epoch",
+                "fallback": None,
+                "layout": "feature-major" if small else "row-major",
+            },
         )
 
     def predict(self, spec: Spec, params: list[np.ndarray], X: np.ndarray, device: str = "cpu") -> np.ndarray:
