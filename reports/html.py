@@ -141,6 +141,8 @@ def where_the_time_goes(results_dir: Path, images: Images) -> str:
     return render_template(
         "sweeps.html.j2",
         rows=sweeps.overhead_rows(found),
+        not_a_floor=sweeps.not_a_floor(found),
+        practical_ran=bool(sweeps.practical_figures(found)),
         charts=charts,
         never=sweeps.NEVER,
         practical=sweeps.PRACTICAL,

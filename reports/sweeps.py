@@ -92,6 +92,31 @@ def summary_rows(sweeps: list[dict]) -> list[dict]:
     return rows
 
 
+def not_a_floor(sweeps: list[dict]) -> list[dict]:
+    """Every sweep point where a framework trained faster than fused, the fastest such backend each,
+    largest ratio first: there fused is no floor (issue 25), and the report says so rather than quoting
+    fractions of fused as if it were one."""
+    practical = practical_figures(sweeps)
+    found: dict[tuple, dict] = {}
+    for s in sweeps:
+        if s["backend"] == PRACTICAL:
+            continue
+        for p in s["points"]:
+            key = _point_key(s, p)
+            ratio = _fraction(p.get("train_samples_per_s"), practical.get(key))
+            if ratio and ratio > 1 and ratio > found.get(key, {}).get("ratio", 0):
+                hidden = "-".join(map(str, p.get("hidden") or []))
+                found[key] = {
+                    "sweep": s["sweep"],
+                    "device": s["device"],
+                    "point": f"{p['axis']} {p['value']}",
+                    "shape": f"hidden {hidden or 'none'}, batch {p['batch_size']}",
+                    "backend": s["backend"],
+                    "ratio": ratio,
+                }
+    return sorted(found.values(), key=lambda r: -r["ratio"])
+
+
 def overhead_rows(sweeps: list[dict]) -> list[dict]:
     """One row per (sweep, backend, device): the fit of time per step against batch size, the batch
     at which half the machine ceiling is reached, and the best figure against both ceilings."""

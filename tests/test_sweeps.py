@@ -134,6 +134,18 @@ def test_table_rows_give_the_fit_the_half_ceiling_and_the_fraction_of_fused(tmp_
     assert width["fraction_of_fused"] == pytest.approx(0.5) and width["hidden"] == "4-2"
 
 
+def test_points_where_a_framework_beats_fused_are_named_as_no_floor():
+    fused = _sweep("fused", {("batch", 8): 4e5, ("batch", 64): 8e5, ("width", 16): 1e5})
+    jax = _sweep("jax", {("batch", 8): 1e5, ("batch", 64): 1.2e6, ("width", 16): 1.1e5})
+    torch = _sweep("torch", {("batch", 8): 1e5, ("batch", 64): 1.0e6, ("width", 16): 2e5})
+    found = S.not_a_floor([jax, torch, fused])
+    assert [(r["point"], r["backend"]) for r in found] == [("width 16", "torch"), ("batch 64", "jax")]
+    assert found[0]["ratio"] == pytest.approx(2.0) and found[1]["ratio"] == pytest.approx(1.5)
+    assert found[1]["shape"] == "hidden 4-2, batch 64"
+    slower = _sweep("jax", {("batch", 8): 1e5, ("batch", 64): 7e5})
+    assert S.not_a_floor([slower, _sweep("fused", {("batch", 8): 4e5, ("batch", 64): 8e5})]) == []
+
+
 def test_a_file_that_is_not_a_sweep_is_refused_with_the_fix(tmp_path):
     path = tmp_path / "sweeps" / "moons-mlp" / "jax-cpu.json"
     path.parent.mkdir(parents=True)
