@@ -135,13 +135,16 @@ def test_table_rows_give_the_fit_the_half_ceiling_and_the_fraction_of_fused(tmp_
 
 
 def test_points_where_a_framework_beats_fused_are_named_as_no_floor():
-    fused = _sweep("fused", {("batch", 8): 4e5, ("batch", 64): 8e5, ("width", 16): 1e5})
-    jax = _sweep("jax", {("batch", 8): 1e5, ("batch", 64): 1.2e6, ("width", 16): 1.1e5})
-    torch = _sweep("torch", {("batch", 8): 1e5, ("batch", 64): 1.0e6, ("width", 16): 2e5})
+    fused = _sweep("fused", {("batch", 8): 4e5, ("batch", 64): 8e5, ("width", 16): 1e5}, ceiling=20)
+    jax = _sweep("jax", {("batch", 8): 1e5, ("batch", 64): 1.2e6, ("width", 16): 1.1e5}, ceiling=20)
+    torch = _sweep("torch", {("batch", 8): 1e5, ("batch", 64): 1.0e6, ("width", 16): 2e5}, ceiling=20)
     found = S.not_a_floor([jax, torch, fused])
     assert [(r["point"], r["backend"]) for r in found] == [("width 16", "torch"), ("batch 64", "jax")]
     assert found[0]["ratio"] == pytest.approx(2.0) and found[1]["ratio"] == pytest.approx(1.5)
     assert found[1]["shape"] == "hidden 4-2, batch 64"
+    # 10 kFLOP a sample against a 20 GFLOP/s ceiling: 1.2M samples/s is 60% of it, fused's 800k 40%
+    assert found[1]["percent_of_ceiling"] == pytest.approx(60)
+    assert found[1]["practical_percent_of_ceiling"] == pytest.approx(40)
     slower = _sweep("jax", {("batch", 8): 1e5, ("batch", 64): 7e5})
     assert S.not_a_floor([slower, _sweep("fused", {("batch", 8): 4e5, ("batch", 64): 8e5})]) == []
 
