@@ -42,14 +42,10 @@ def _point_key(sweep: dict, p: dict) -> tuple:
     return sweep["sweep"], sweep["device"], p["axis"], p["value"]
 
 
-def practical_figures(sweeps: list[dict]) -> dict[tuple, float]:
-    """(sweep, device, axis, value) -> the fused backend's samples/s there."""
+def practical_figures(sweeps: list[dict], field: str = "train_samples_per_s") -> dict[tuple, float]:
+    """(sweep, device, axis, value) -> the fused backend's figure there (samples/s by default)."""
     return {
-        _point_key(s, p): p["train_samples_per_s"]
-        for s in sweeps
-        if s["backend"] == PRACTICAL
-        for p in s["points"]
-        if p.get("train_samples_per_s")
+        _point_key(s, p): p[field] for s in sweeps if s["backend"] == PRACTICAL for p in s["points"] if p.get(field)
     }
 
 
@@ -98,9 +94,7 @@ def not_a_floor(sweeps: list[dict]) -> list[dict]:
     machine can do): there fused is no floor (issue 25), and the report says so rather than quoting
     fractions of fused as if it were one."""
     practical = practical_figures(sweeps)
-    practical_share = {
-        _point_key(s, p): p.get("percent_of_ceiling") for s in sweeps if s["backend"] == PRACTICAL for p in s["points"]
-    }
+    practical_share = practical_figures(sweeps, "percent_of_ceiling")
     found: dict[tuple, dict] = {}
     for s in sweeps:
         if s["backend"] == PRACTICAL:
